@@ -1,0 +1,219 @@
+"""Loong run: build each instance's prompt within the token budget (whole documents skipped,
+seeded shuffles), generate the candidate answer (failures become flagged empty answers), rate it
+with the judge prompt (and, as probes, the gold answer and an empty answer), then aggregate Avg
+Score and Perfect Rate per task, set, set×task, type and overall."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from solstice.core.types import MetricValue, Sample
+from solstice.data.sources import DataSource, path_sha256
+from solstice.errors import BackendError
+from solstice.judge.base import Judge
+from solstice.metrics import mean_metric, proportion_metric
+from solstice.models.base import GenParams, Model
+from solstice.models.tokens import TokenCounter, get_counter, prompt_tokens
+from solstice.papers.loong import data as D
+from solstice.papers.loong import scoring as S
+from solstice.papers.loong.config import Config
+from solstice.papers.loong.prompts import build_prompt, fill_template, judge_prompt
+
+log = logging.getLogger(__name__)
+
+
+def datasets(cfg: Config) -> list[DataSource]:
+    if cfg.collection == "synthetic":
+        return []
+    q = DataSource("loong", cfg.questions, license="Apache-2.0 (MozerWang/Loong)",
+                   description="Loong questions, answers and document keys")
+    doc = cfg.doc_dir or str(Path(cfg.questions).parent / "doc")
+    return [q, DataSource("loong-docs", doc, license="see the Loong README",
+                          description=f"Loong documents; {D.DOCS_HINT}")]
+
+
+def exact_judge_model() -> Model:
+    from solstice.models.fake import FakeModel
+
+    return FakeModel.from_function(lambda text, i, p: S.exact_judge_reply(text), name="loong-exact-judge")
+
+
+def per_level(items: Sequence[D.LoongItem], n: int | None) -> list[D.LoongItem]:
+    """Up to n instances per task level, taken round-robin over the types in file order (level k
+    starts with the k-th type, so a one-per-level selection spreads over the types)."""
+    if n is None:
+        return list(items)
+    out = []
+    for level in sorted({i.level for i in items}):
+        start = (level - 1) % len(D.TYPES)
+        types = D.TYPES[start:] + D.TYPES[:start]
+        queues = [[i for i in items if i.level == level and i.type == t] for t in types]
+        picked: list[D.LoongItem] = []
+        while len(picked) < n and any(queues):
+            for q in queues:
+                if q and len(picked) < n:
+                    picked.append(q.pop(0))
+        out += picked
+    return out
+
+
+def load_collection(cfg: Config, ctx: Any) -> tuple[list[D.LoongItem], D.DocStore, dict[str, Any]]:
+    if cfg.collection == "synthetic":
+        from solstice.papers.loong.synthetic import write_collection
+
+        root = ctx.artifact("synthetic")
+        qpath = root / "loong.jsonl"
+        if not qpath.is_file():
+            write_collection(root, cfg.synthetic_seed)
+        docdir = root / "doc"
+        info = {"collection": "synthetic", "seed": cfg.synthetic_seed, "sha256": path_sha256(root)}
+    else:
+        srcs = datasets(cfg)
+        qpath, docdir = ctx.dataset(srcs[0]), ctx.dataset(srcs[1])
+        info = {"collection": "release", "questions": cfg.questions}
+    items = D.select(D.load_items(qpath), types=cfg.types, levels=cfg.levels, sets=cfg.sets)
+    items = ctx.limited(per_level(items, cfg.n_per_level))
+    store = D.DocStore(docdir)
+    missing = D.check_docs(store, items, cfg.allow_missing_docs)
+    if missing:
+        ctx.warn(f"{len(missing)} documents are missing; they are left out of the prompts and counted per item")
+    return items, store, {**info, "n_items": len(items), "missing_docs": len(missing)}
+
+
+class PromptBuilder:
+    """Prompts within min(max_length, window − answer budget − chat overhead) tokens of documents."""
+
+    def __init__(self, cfg: Config, model: Model, counter: TokenCounter, store: D.DocStore) -> None:
+        self.cfg, self.model, self.counter, self.store = cfg, model, counter, store
+        self.window = cfg.context_window or model.context_window
+        self.limit = self.window - cfg.max_new_tokens
+
+    def __call__(self, item: D.LoongItem) -> tuple[str, dict[str, Any]]:
+        cfg = self.cfg
+        docs = [self.store.load(item, k, i, faithful_labels=cfg.mode == "faithful")
+                if self.store.exists(item, k) else None for i, k in enumerate(item.doc)]
+        bare = fill_template(item, cfg.mode).replace("{docs}", "")
+        ref_budget = cfg.max_length - self.counter.count(bare)
+        win_budget = self.limit - prompt_tokens(self.model, [{"role": "user", "content": bare}], self.counter)
+        budget = min(ref_budget, win_budget)
+        for _ in range(6):  # per-document counts do not add up exactly: tighten until the prompt fits
+            bp = build_prompt(item, docs, self.counter.count, max(0, budget), mode=cfg.mode, seed=cfg.shuffle_seed)
+            n = prompt_tokens(self.model, [{"role": "user", "content": bp.text}], self.counter)
+            if n <= self.limit or not bp.kept:
+                break
+            budget -= n - self.limit
+        info = {**{k: v for k, v in bp.to_json().items() if k != "text"}, "prompt_tokens": n,
+                "bound": "max_length" if ref_budget <= win_budget else "window", "over_window": n > self.limit}
+        return bp.text, info
+
+
+def _generate(model: Model, prompts: list[str], params: GenParams) -> list[tuple[str, str]]:
+    """(text, error) per prompt; a backend failure leaves an empty answer with its error."""
+    msgs = [[{"role": "user", "content": p}] for p in prompts]
+    try:
+        return [(c[0].text, "") for c in model.generate(msgs, params)]
+    except BackendError:
+        out = []
+        for m in msgs:
+            try:
+                out.append((model.generate([m], params)[0][0].text, ""))
+            except BackendError as exc:
+                out.append(("", str(exc)[:200]))
+        return out
+
+
+def oracle_text(answer: Any) -> str:
+    return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+
+
+def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
+    items, store, info = load_collection(cfg, ctx)
+    model = ctx.model("target")
+    counter = get_counter(cfg.token_counter, model)
+    builder = PromptBuilder(cfg, model, counter, store)
+    ctx.record.update(token_counting={**counter.info(), "window": builder.window},
+                      loong={**info, "mode": cfg.mode, "max_length": cfg.max_length})
+    by_id = {i.id: i for i in items}
+    samples = [Sample(i.id, i.id) for i in items]
+    params = GenParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
+
+    def candidate(batch: list[Sample]) -> list[dict[str, Any]]:
+        built = [builder(by_id[s.id]) for s in batch]
+        outs = _generate(model, [b[0] for b in built], params)
+        return [{"prediction": text, "gen_failed": bool(err), "gen_error": err, **b[1]}
+                for (text, err), b in zip(outs, built)]
+
+    gen = {r["sample_id"]: r for r in ctx.map(samples, candidate, batch_size=cfg.batch_size, key="generate",
+                                              description="loong candidate")}
+    if store.ambiguous:
+        ctx.warn(f"{len(store.ambiguous)} financial document keys match several files (the first in sorted "
+                 "order is used; the reference takes an arbitrary one)")
+    jmodel = exact_judge_model() if cfg.judge_mode == "exact" else ctx.model("judge")
+    cache = None
+    if cfg.judge_cache and cfg.judge_mode == "model":
+        cache = Path(os.environ.get("SOLSTICE_CACHE", Path.home() / ".cache" / "solstice")) / "judge" / "loong.sqlite"
+    judge = Judge(jmodel, lambda it: [{"role": "user", "content": it["prompt"]}],
+                  lambda t: S.parse_rating(t, cfg.judge_parser, cfg.out_of_range),
+                  params=GenParams(max_new_tokens=cfg.judge_max_new_tokens, temperature=0.0), cache=cache)
+    preds = {"candidate": {k: r["prediction"] for k, r in gen.items()},
+             "oracle": {i.id: oracle_text(i.answer) for i in items},
+             "empty": {i.id: "" for i in items}}
+    variants = ["candidate", *[p for p in cfg.judge_probes if p != "candidate"]]
+    scored: dict[str, list[dict[str, Any]]] = {}
+    for v in variants:
+        def rate(batch: list[Sample], v: str = v) -> list[dict[str, Any]]:
+            its = [{"prompt": judge_prompt(by_id[s.id], preds[v][s.id], cfg.mode)} for s in batch]
+            verdicts = judge.judge(its)
+            return [{"judge_raw": vd.raw, "score": vd.value if vd.parsed else None, "parsed": vd.parsed,
+                     "out_of_range": S.out_of_range(vd.raw, vd)} for vd in verdicts]
+
+        rows = ctx.map(samples, rate, batch_size=cfg.batch_size, key=f"judge-{v}", description=f"loong judge {v}")
+        scored[v] = [{**r, "level": by_id[r["sample_id"]].level, "set": by_id[r["sample_id"]].set,
+                      "type": by_id[r["sample_id"]].type,
+                      "exact": S.exact_match(by_id[r["sample_id"]].answer, preds[v][r["sample_id"]])}
+                     for r in rows]
+    metrics = summarize(scored, list(gen.values()))
+    _write_cells(ctx, scored)
+    return metrics
+
+
+def summarize(scored: dict[str, list[dict[str, Any]]], gen_rows: list[dict[str, Any]]) -> dict[str, MetricValue]:
+    cand = scored["candidate"]
+    m: dict[str, MetricValue] = dict(S.cell_metrics(cand))
+    m["exact_match"] = proportion_metric([r["exact"] for r in cand], note="rule-based, no judge")
+    for v, rows in scored.items():
+        if v == "candidate":
+            continue
+        pm = S.cell_metrics(rows, prefix=f"{v}/")
+        m.update({k: x for k, x in pm.items() if k.count("/") == 1})
+        m[f"{v}/exact_match"] = proportion_metric([r["exact"] for r in rows])
+    m["judge_out_of_range"] = MetricValue(float(sum(r["out_of_range"] for r in cand)), len(cand), None, None,
+                                          "ratings outside [0, 100] (unparsed or clipped)")
+    m["gen_failed"] = MetricValue(float(sum(r["gen_failed"] for r in gen_rows)), len(gen_rows), None, False,
+                                  "candidate calls that failed (judged as empty answers)")
+    m["docs_kept"] = mean_metric([len(r["kept"]) / max(1, len(r["kept"]) + len(r["skipped"]) + len(r["missing"]))
+                                  for r in gen_rows], note="share of an item's documents in its prompt")
+    m["items_with_skipped_docs"] = MetricValue(float(sum(bool(r["skipped"]) for r in gen_rows)), len(gen_rows),
+                                               None, None, "items where the budget left whole documents out")
+    m["prompt_tokens"] = mean_metric([r["prompt_tokens"] for r in gen_rows], higher_is_better=None)
+    return m
+
+
+def _write_cells(ctx: Any, scored: dict[str, list[dict[str, Any]]]) -> None:
+    path = ctx.artifact("cells.csv")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["answers", "cell", "n", "parsed", "scoring_success", "avg_score", "perfect_rate"])
+        for v, rows in scored.items():
+            agg = S.aggregate(rows)
+            for c in S.cell_order(agg):
+                a = agg[c]
+                w.writerow([v, c, a["n"], a["parsed"], round(a["success"], 4),
+                            "" if a["avg"] != a["avg"] else round(a["avg"], 2),
+                            "" if a["perfect"] != a["perfect"] else round(a["perfect"], 4)])
