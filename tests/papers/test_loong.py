@@ -193,3 +193,19 @@ def test_end_to_end_with_the_exact_judge(tmp_path):
     assert m["avg_score"].n == 34 and m["docs_kept"].value == 1.0
     meta = json.loads((res.path / "run.json").read_text())
     assert meta["token_counting"]["counter"].startswith("model:") and meta["loong"]["collection"] == "synthetic"
+
+
+def test_release_layout_from_a_user_folder(tmp_path, monkeypatch):
+    from solstice.core.runner import run_paper
+
+    write_collection(tmp_path / "mine", seed=3)
+    monkeypatch.setenv("SOLSTICE_DATA", str(tmp_path))
+    sets = ["collection=release", "questions=mine/loong.jsonl", "judge_mode=exact", "judge_probes=[oracle]",
+            "n_per_level=1", "levels=[1, 4]", "mode=faithful"]
+    res = run_paper("loong", scale="smoke", models=["target=fake:const=x"], out=tmp_path / "runs", sets=sets)
+    assert res.status == "completed", res.error
+    meta = json.loads((res.path / "run.json").read_text())
+    assert meta["loong"]["docs"]["files"] > 20 and meta["loong"]["mode"] == "faithful"
+    assert res.metrics["oracle/avg_score"].value == 100 and res.metrics["avg_score"].n == 2
+    with pytest.raises(DataError, match="doc.zip"):
+        run_paper("loong", scale="smoke", out=tmp_path / "runs", sets=[*sets, "doc_dir=absent"])

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from solstice.core.types import MetricValue, Sample
-from solstice.data.sources import DataSource, path_sha256
-from solstice.errors import BackendError
+from solstice.data.sources import DataSource, cache_dir, data_root, path_sha256
+from solstice.errors import BackendError, DataError
 from solstice.judge.base import Judge
 from solstice.metrics import mean_metric, proportion_metric
 from solstice.models.base import GenParams, Model
@@ -26,16 +26,41 @@ from solstice.papers.loong.config import Config
 from solstice.papers.loong.prompts import build_prompt, fill_template, judge_prompt
 
 log = logging.getLogger(__name__)
+LOONG_REV = "494f5fb8362440e03323572c2b18e762e7f2b1da"  # the release commit of loong.jsonl
+LOONG_SHA256 = "cd640d3ca0e41d3638153506e3caee109850b30de0a4e829862232a2b6302da8"
 
 
 def datasets(cfg: Config) -> list[DataSource]:
     if cfg.collection == "synthetic":
         return []
+    default = cfg.questions == "loong/loong.jsonl"
     q = DataSource("loong", cfg.questions, license="Apache-2.0 (MozerWang/Loong)",
+                   url=f"https://raw.githubusercontent.com/MozerWang/Loong/{LOONG_REV}/data/loong.jsonl" if default else None,
+                   sha256=LOONG_SHA256 if default else None, revision=LOONG_REV if default else None,
                    description="Loong questions, answers and document keys")
+    doc_folder(cfg)  # fails early, with the download hint, when the documents are absent
+    return [q]
+
+
+def doc_folder(cfg: Config) -> Path:
+    """The document folder: `doc_dir`, else `doc` next to the question file (SOLSTICE_DATA, cache)."""
     doc = cfg.doc_dir or str(Path(cfg.questions).parent / "doc")
-    return [q, DataSource("loong-docs", doc, license="see the Loong README",
-                          description=f"Loong documents; {D.DOCS_HINT}")]
+    for base in (data_root(), cache_dir()):
+        if (base / doc).is_dir():
+            return base / doc
+    raise DataError(f"the Loong documents are not at {data_root() / doc}; {D.DOCS_HINT}")
+
+
+def folder_fingerprint(path: Path) -> dict[str, Any]:
+    """A cheap record of a document folder: file count, bytes and a hash of the names and sizes."""
+    import hashlib
+
+    h, n, size = hashlib.sha256(), 0, 0
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(path).as_posix()}\t{st.st_size}\n".encode())
+        n, size = n + 1, size + st.st_size
+    return {"path": str(path), "files": n, "bytes": size, "listing_sha256": h.hexdigest()}
 
 
 def exact_judge_model() -> Model:
@@ -74,9 +99,8 @@ def load_collection(cfg: Config, ctx: Any) -> tuple[list[D.LoongItem], D.DocStor
         docdir = root / "doc"
         info = {"collection": "synthetic", "seed": cfg.synthetic_seed, "sha256": path_sha256(root)}
     else:
-        srcs = datasets(cfg)
-        qpath, docdir = ctx.dataset(srcs[0]), ctx.dataset(srcs[1])
-        info = {"collection": "release", "questions": cfg.questions}
+        qpath, docdir = ctx.dataset(datasets(cfg)[0]), doc_folder(cfg)
+        info = {"collection": "release", "questions": cfg.questions, "docs": folder_fingerprint(docdir)}
     items = D.select(D.load_items(qpath), types=cfg.types, levels=cfg.levels, sets=cfg.sets)
     items = ctx.limited(per_level(items, cfg.n_per_level))
     store = D.DocStore(docdir)
