@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_data, shared_data
-from solstice.errors import ConfigError
+from solstice.errors import ConfigError, DataError
 from solstice.models.fake import FakeModel
 from solstice.models.tokens import WordCounter
 from solstice.papers.longins import data as D
@@ -186,3 +186,24 @@ def test_end_to_end_with_a_scripted_model(tmp_path):
     assert m["parse_fail/GIST-256"].value == 0.0
     assert m["f1_fixed/GIST-256"].value == pytest.approx(m["first_only_fixed/GIST-256"].value)
     assert (Path(res.path) / "artifacts" / "categories.csv").is_file()
+
+
+@needs_data
+def test_synthetic_settings_and_truncation_end_to_end(tmp_path):
+    from solstice.core.runner import run_paper
+
+    sets = ["settings=[LIMT]", "lengths=[256, 1024]", "limt_samples=3", "n_per_bucket=3",
+            "context_window=700", "truncation=middle", "max_new_tokens=4"]
+    res = run_paper("longins", scale="smoke", models=["fake:const=[0]"], out=tmp_path, sets=sets)
+    assert res.status == "completed", res.error
+    m = res.metrics
+    assert {"f1/LIMTsyn-256", "f1_fixed/LIMTsyn-1024", "random_expected_fixed/LIMTsyn-1024"} <= set(m)
+    assert m["n_truncated/LIMTsyn-1024"].value == 3 and m["n_fits/LIMTsyn-256"].value == 3
+    meta = __import__("json").loads((res.path / "run.json").read_text())
+    assert any("LIMT was never released" in w for w in meta["warnings"])
+    assert meta["longins_fit"]["LIMTsyn-1024"] == {"truncated": 3}
+    with pytest.raises(DataError, match="GIST_1024"):  # LISTsyn-1024 is built from GIST-1024
+        run_paper("longins", scale="smoke", out=tmp_path, sets=["settings=[LIST]", "lengths=[1024]"])
+    res = run_paper("longins", scale="smoke", models=["fake:const=[]"], out=tmp_path,
+                    sets=["settings=[LIST]", "lengths=[256]", "max_new_tokens=4"], limit=3)
+    assert res.status == "completed" and res.metrics["f1/LISTsyn-256"].value == 0

@@ -22,6 +22,8 @@ from solstice.papers.longins.prompts import build_prompt
 
 log = logging.getLogger(__name__)
 TRUNC_MARKER = "\n[...]\n"
+FIT_NOTES = {"fits": "prompts that fit the window", "truncated": "prompts cut to fit (middle)",
+             "skipped": "prompts too long for the window: not run, scored 0", "empty": "samples without items"}
 
 
 def datasets(cfg: Config) -> list:
@@ -151,8 +153,11 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     fit_report = {}
     for label, all_samples in buckets:
         samples = ctx.limited(D.stratified(all_samples, cfg.n_per_bucket, ctx.seed))
+        by_id = {s.id: s for s in samples}
+        # the fit of every sample (status and token counts; prompts are rebuilt, deterministically)
         fitted = ctx.stage(f"fit-{label}-{len(samples)}", lambda samples=samples: {
-            s.id: _fit(cfg, model, counter, s, window) for s in samples})
+            s.id: {k: v for k, v in _fit(cfg, model, counter, s, window).items() if k != "prompt"}
+            for s in samples})
         status = defaultdict(int)
         for f in fitted.values():
             status[f["status"]] += 1
@@ -161,26 +166,28 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         if over:
             ctx.warn(f"{label}: {over} of {len(samples)} prompts exceed the {window}-token window "
                      f"({status['truncated']} truncated, {status['skipped']} skipped, policy {cfg.truncation})")
-        todo = [Sample(s.id, fitted[s.id]["prompt"], metadata={"n": fitted[s.id]["prompt_tokens"]})
-                for s in samples if fitted[s.id]["prompt"] is not None]
+        runs = {"fits", "truncated"}
+        todo = [Sample(s.id, s.id, metadata={"n": fitted[s.id]["prompt_tokens"]})
+                for s in samples if fitted[s.id]["status"] in runs]
         todo.sort(key=lambda x: x.metadata["n"])
 
-        def generate(batch: list[Sample], fitted: dict = fitted) -> list[dict[str, Any]]:
-            comps = model.generate([b.input for b in batch], params)
+        def generate(batch: list[Sample], by_id: dict = by_id) -> list[dict[str, Any]]:
+            fits = [_fit(cfg, model, counter, by_id[b.id], window) for b in batch]
+            comps = model.generate([f["prompt"] for f in fits], params)
             return [{"response": c[0].text, "n_new": c[0].n_tokens, "finish": c[0].finish_reason,
-                     "prompt_tokens": b.metadata["n"], "status": fitted[b.id]["status"]}
-                    for b, c in zip(batch, comps)]
+                     "prompt_tokens": f.get("truncated_tokens", f["prompt_tokens"]), "status": f["status"]}
+                    for f, c in zip(fits, comps)]
 
         rows = ctx.map(todo, generate, batch_size=cfg.batch_size, key=label, description=f"longins {label}")
         responses = {r["sample_id"]: r["response"] for r in rows}
         scored = score_rows(samples, responses)
-        ran = [r for r in scored if fitted[r["id"]]["prompt"] is not None]
+        ran = [r for r in scored if fitted[r["id"]]["status"] in runs]
         L = samples[0].length if samples else 0
         metrics[f"f1/{label}"] = _pct([r["f1_reference"] for r in scored], "reference rule and parser; ×100")
         metrics[f"f1_fixed/{label}"] = _pct([r["f1_fixed"] for r in scored], "strict parser, scorable samples; ×100")
         metrics[f"parse_fail/{label}"] = proportion_metric([not r["parse_ok"] for r in ran], higher_is_better=False)
-        for k in ("fits", "truncated", "skipped", "empty"):
-            metrics[f"n_{k}/{label}"] = _count(status[k], len(samples), f"prompts that {k if k != 'empty' else 'have no items'}")
+        for k, what in FIT_NOTES.items():
+            metrics[f"n_{k}/{label}"] = _count(status[k], len(samples), what)
         series = label.split("-")[0]
         curve[f"model {series}"][L] = metrics[f"f1_fixed/{label}"].value
         base = baseline_scores(samples, cfg.random_q, ctx.seed) if cfg.baselines else {}
