@@ -209,3 +209,20 @@ def test_release_layout_from_a_user_folder(tmp_path, monkeypatch):
     assert res.metrics["oracle/avg_score"].value == 100 and res.metrics["avg_score"].n == 2
     with pytest.raises(DataError, match="doc.zip"):
         run_paper("loong", scale="smoke", out=tmp_path / "runs", sets=[*sets, "doc_dir=absent"])
+
+
+def test_prefill_judge_reads_the_number(synth):
+    from solstice.models.fake import FakeModel
+    from solstice.papers.loong.config import Config
+    from solstice.papers.loong.run import make_judge
+
+    seen = []
+
+    def reply(text, i, p):
+        seen.append(text)
+        return "87]] and more text" if "Cobalt" in text else "oops"
+
+    items, _, _ = synth
+    judge = make_judge(Config(judge_mode="prefill"), FakeModel.from_function(reply))
+    v = judge.judge([{"prompt": P.judge_prompt(items[0], "x")}, {"prompt": "no company"}])
+    assert [x.value for x in v] == [87.0, None] and "assistant: Rating: [[" in seen[0]

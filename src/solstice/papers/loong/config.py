@@ -37,9 +37,11 @@ class Config(BaseConfig):
                                "tokenizer), hf:<tokenizer>, tiktoken[:<encoding or file>], chars[:n] or words")
     shuffle_seed: int = Field(1000000007, description="seed of the document shuffles (reference args.py)")
     max_new_tokens: int = Field(512, description="candidate answer budget (the reference sets none)")
-    judge_mode: Literal["model", "exact"] = Field(
+    judge_mode: Literal["model", "prefill", "exact"] = Field(
         "model", description="'model': the judge role rates each answer with the paper's prompt (GPT-4-Turbo in "
-        "the paper); 'exact': a rule-based judge (normalised exact match → 100, else 0) answers the same prompt")
+        "the paper); 'prefill': the same prompt with the judge's turn prefilled by 'Rating: [[' so a small "
+        "local judge must give a number (no explanation; not the paper's protocol); 'exact': a rule-based "
+        "judge (normalised exact match → 100, else 0) answers the same prompt")
     judge_max_new_tokens: int = Field(256, description="judge output budget (explanation ≤ 100 words + rating)")
     judge_parser: Literal["strict", "reference"] = Field(
         "strict", description="'strict': only 'Rating: [[x]]' / '[[x]]' within [0, 100]; 'reference': first "

@@ -69,6 +69,24 @@ def exact_judge_model() -> Model:
     return FakeModel.from_function(lambda text, i, p: S.exact_judge_reply(text), name="loong-exact-judge")
 
 
+PREFILL = "Rating: [["
+
+
+def make_judge(cfg: Config, model: Model, cache: Path | None = None) -> Judge:
+    """The judge: the paper's prompt as one user turn (with 'prefill', the judge's turn starts with
+    'Rating: [[' and only the number is generated)."""
+    def parse(text: str):
+        return S.parse_rating(text, cfg.judge_parser, cfg.out_of_range)
+
+    if cfg.judge_mode == "prefill":
+        return Judge(model, lambda it: [{"role": "user", "content": it["prompt"]},
+                                        {"role": "assistant", "content": PREFILL}],
+                     lambda t: parse(PREFILL + t.split("]]")[0] + "]]"),
+                     params=GenParams(max_new_tokens=8, temperature=0.0, stop=("]]",)), cache=cache)
+    return Judge(model, lambda it: [{"role": "user", "content": it["prompt"]}], parse,
+                 params=GenParams(max_new_tokens=cfg.judge_max_new_tokens, temperature=0.0), cache=cache)
+
+
 def per_level(items: Sequence[D.LoongItem], n: int | None) -> list[D.LoongItem]:
     """Up to n instances per task level, taken round-robin over the types in file order (level k
     starts with the k-th type, so a one-per-level selection spreads over the types)."""
@@ -180,11 +198,9 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
                  "order is used; the reference takes an arbitrary one)")
     jmodel = exact_judge_model() if cfg.judge_mode == "exact" else ctx.model("judge")
     cache = None
-    if cfg.judge_cache and cfg.judge_mode == "model":
+    if cfg.judge_cache and cfg.judge_mode != "exact":
         cache = Path(os.environ.get("SOLSTICE_CACHE", Path.home() / ".cache" / "solstice")) / "judge" / "loong.sqlite"
-    judge = Judge(jmodel, lambda it: [{"role": "user", "content": it["prompt"]}],
-                  lambda t: S.parse_rating(t, cfg.judge_parser, cfg.out_of_range),
-                  params=GenParams(max_new_tokens=cfg.judge_max_new_tokens, temperature=0.0), cache=cache)
+    judge = make_judge(cfg, jmodel, cache)
     preds = {"candidate": {k: r["prediction"] for k, r in gen.items()},
              "oracle": {i.id: oracle_text(i.answer) for i in items},
              "empty": {i.id: "" for i in items}}
