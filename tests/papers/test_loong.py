@@ -226,3 +226,18 @@ def test_prefill_judge_reads_the_number(synth):
     judge = make_judge(Config(judge_mode="prefill"), FakeModel.from_function(reply))
     v = judge.judge([{"prompt": P.judge_prompt(items[0], "x")}, {"prompt": "no company"}])
     assert [x.value for x in v] == [87.0, None] and "assistant: Rating: [[" in seen[0]
+
+
+def test_judging_existing_predictions(tmp_path, synth):
+    from solstice.core.runner import run_paper
+
+    items, _, _ = synth  # seed 0: the same collection as the run's
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": i.id, "generate_response": oracle_text(i.answer)}) + "\n" for i in items))
+    sets = ["n_per_level=null", "judge_mode=exact", "judge_probes=[]", f"predictions_from={preds}"]
+    res = run_paper("loong", scale="smoke", models=["target=fake:const=never used"], out=tmp_path, sets=sets)
+    assert res.status == "completed", res.error
+    assert res.metrics["avg_score"].value == 100 and res.metrics["exact_match"].value == 1.0
+    preds.write_text(preds.read_text().splitlines()[0] + "\n")
+    res = run_paper("loong", scale="smoke", models=["target=fake:const=x"], out=tmp_path, sets=sets)
+    assert res.status == "failed" and "no answer for 33" in res.error and res.exit_code == 2

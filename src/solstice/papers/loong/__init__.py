@@ -62,9 +62,9 @@ PAPER = PaperSpec(
                               "no probes", {"collection": "synthetic", "n_per_level": 1, "max_new_tokens": 48,
                                             "judge_max_new_tokens": 48, "judge_probes": [], "judge_cache": False},
                               minutes=1.5),
-        "small": Reproduction("the whole synthetic collection (34 instances), SmolLM2 as candidate and judge, "
-                              "oracle and empty probes", {"collection": "synthetic", "max_new_tokens": 128,
-                                                          "judge_max_new_tokens": 128}, minutes=30),
+        "small": Reproduction("the whole synthetic collection (34 instances), SmolLM2 as candidate and as judge "
+                              "(the paper's protocol)", {"collection": "synthetic", "max_new_tokens": 128,
+                                                         "judge_max_new_tokens": 128, "judge_probes": []}, minutes=60),
     },
     datasets=_datasets,
 )

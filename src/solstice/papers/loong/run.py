@@ -170,12 +170,35 @@ def _generate(model: Model, prompts: list[str], params: GenParams) -> list[tuple
         return out
 
 
+def load_predictions(source: str, ids: Sequence[str]) -> dict[str, str]:
+    """Candidate answers to judge instead of generating: a previous Loong run directory (its
+    'generate' records) or a JSONL file of {"id", "prediction"} (or the reference's
+    "generate_response")."""
+    from solstice.data.io import read_jsonl
+
+    p = Path(source).expanduser()
+    if p.is_dir():
+        rows = [{"id": r["sample_id"], "prediction": r["prediction"]}
+                for r in read_jsonl(p / "samples.jsonl") if r.get("key") == "generate"] if (p / "samples.jsonl").is_file() else []
+    elif p.is_file():
+        rows = [{"id": str(r.get("id")), "prediction": r.get("prediction", r.get("generate_response"))} for r in read_jsonl(p)]
+    else:
+        raise DataError(f"predictions_from '{source}' is neither a run directory nor a JSONL file")
+    got = {r["id"]: r["prediction"] for r in rows if isinstance(r["prediction"], str)}
+    missing = [i for i in ids if i not in got]
+    if missing:
+        raise DataError(f"predictions_from '{source}' has no answer for {len(missing)} of the {len(ids)} selected "
+                        f"instances (e.g. {missing[0]})")
+    return got
+
+
 def oracle_text(answer: Any) -> str:
     return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
 
 
 def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     items, store, info = load_collection(cfg, ctx)
+    reused = load_predictions(cfg.predictions_from, [i.id for i in items]) if cfg.predictions_from else {}
     model = ctx.model("target")
     counter = get_counter(cfg.token_counter, model)
     builder = PromptBuilder(cfg, model, counter, store)
@@ -185,10 +208,14 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     samples = [Sample(i.id, i.id) for i in items]
     params = GenParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
 
+
     def candidate(batch: list[Sample]) -> list[dict[str, Any]]:
         built = [builder(by_id[s.id]) for s in batch]
-        outs = _generate(model, [b[0] for b in built], params)
-        return [{"prediction": text, "gen_failed": bool(err), "gen_error": err, **b[1]}
+        if reused:
+            outs = [(reused[s.id], "") for s in batch]
+        else:
+            outs = _generate(model, [b[0] for b in built], params)
+        return [{"prediction": text, "gen_failed": bool(err), "gen_error": err, "reused": bool(reused), **b[1]}
                 for (text, err), b in zip(outs, built)]
 
     gen = {r["sample_id"]: r for r in ctx.map(samples, candidate, batch_size=cfg.batch_size, key="generate",
