@@ -141,7 +141,7 @@ def test_judge_prompt_and_rule_based_judge(synth):
     empty = judge.judge([{"prompt": P.judge_prompt(i, "")} for i in items])
     assert all(v.parsed and v.value == 100 for v in oracle)
     assert all(v.parsed and v.value == 0 for v in empty)
-    assert S.exact_match({"a": ["x", "y"]}, '{"A": ["y", "x"]}') and not S.exact_match(["x", "y"], '["y", "x"]')
+    assert S.answers_match({"a": ["x", "y"]}, '{"A": ["y", "x"]}') and not S.answers_match(["x", "y"], '["y", "x"]')
 
 
 @pytest.mark.parametrize("text, value", [

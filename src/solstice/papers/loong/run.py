@@ -243,7 +243,7 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         rows = ctx.map(samples, rate, batch_size=cfg.batch_size, key=f"judge-{v}", description=f"loong judge {v}")
         scored[v] = [{**r, "level": by_id[r["sample_id"]].level, "set": by_id[r["sample_id"]].set,
                       "type": by_id[r["sample_id"]].type,
-                      "exact": S.exact_match(by_id[r["sample_id"]].answer, preds[v][r["sample_id"]])}
+                      "exact": S.answers_match(by_id[r["sample_id"]].answer, preds[v][r["sample_id"]])}
                      for r in rows]
     metrics = summarize(scored, list(gen.values()))
     _write_cells(ctx, scored)

@@ -74,14 +74,16 @@ def canonical(v: Any) -> Any:
     return _norm_text(str(v))
 
 
-def exact_match(gold: Any, prediction: str) -> bool:
+def answers_match(gold: Any, prediction: str) -> bool:
+    """Gold and prediction equal as structures (dict / list answers parsed, text folded); unlike the
+    string rules of `solstice.judge.lexical`, key order and clustering group order do not count."""
     return bool(prediction.strip()) and canonical(gold) == canonical(prediction)
 
 
 def exact_judge_reply(prompt_text: str) -> str:
     """What the rule-based judge writes for a Loong judge prompt."""
     gold, pred = split_judge_prompt(prompt_text)
-    hit = exact_match(gold, pred)
+    hit = answers_match(gold, pred)
     return (f"Evaluation evidence: the prediction {'equals' if hit else 'differs from'} the gold answer "
             f"after normalisation.\nRating: [[{100 if hit else 0}]]")
 
