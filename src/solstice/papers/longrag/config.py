@@ -7,6 +7,8 @@ from pydantic import Field, model_validator
 from solstice.core.config import BaseConfig
 
 Experiment = Literal["parity", "retrieval", "squad", "reader"]
+ADJACENCIES = ("links", "mentions", "sequence", "knn", "none")
+COUNTERS = ("minilm", "words", "words*", "hf:", "tiktoken:")
 
 
 class Config(BaseConfig):
@@ -79,4 +81,9 @@ class Config(BaseConfig):
             raise ValueError("grouping caps must be positive")
         if self.dataset == "custom" and not (self.corpus_file and self.questions_file):
             raise ValueError("dataset=custom needs corpus_file and questions_file")
+        bad = [k for k in self.adjacency.split("+") if k.strip() not in ADJACENCIES]
+        if bad:
+            raise ValueError(f"unknown adjacency '{bad[0]}'; use {', '.join(ADJACENCIES)} (combine with '+')")
+        if not (self.counter in ("minilm", "words") or self.counter.startswith(COUNTERS[2:])):
+            raise ValueError(f"unknown token counter '{self.counter}'; use minilm, words, words*<f>, hf:<tok>, tiktoken:<enc>")
         return self

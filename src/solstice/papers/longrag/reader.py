@@ -61,22 +61,25 @@ class LongReader:
         return self.model.count_tokens(self.model.render(msgs))
 
     def build(self, question: str, docs: Sequence[tuple[str, Sequence[str]]]):
-        """The fitted prompt for `docs` = [(unit text, unit titles)] in rank order: the kept texts
-        are always a prefix of the ranking (or a cut of its first text), titled accordingly."""
+        """(fitted prompt, tokens of the prompt without context) for `docs` = [(unit text, unit
+        titles)] in rank order: the kept texts are always a prefix of the ranking (or a cut of its
+        first text), titled accordingly."""
         def make(texts: list[str]) -> str:
             titles = [t for _, ts in docs[:len(texts)] for t in ts]
             return reader_prompt(self.prompt, "\n\n".join(texts), question, titles)
 
+        base = self._count(make([]))
         limit = self.limit
         if self.context_budget is not None:  # the context itself may take at most `context_budget` tokens
-            limit = min(limit, self._count(make([])) + self.context_budget)
-        return fit_context([d[0] for d in docs], make, self._count, limit)
+            limit = min(limit, base + self.context_budget)
+        return fit_context([d[0] for d in docs], make, self._count, limit), base
 
     def read(self, items: Sequence[tuple[str, Sequence[tuple[str, Sequence[str]]]]]) -> list[ReaderOutput]:
         """Answer each (question, [(unit text, unit titles), ...]) pair; ranks are kept in order."""
-        fitted = []
+        fitted, bases = [], []
         for q, docs in items:
-            f = self.build(q, [(text, list(titles)) for text, titles in docs])
+            f, base = self.build(q, [(text, list(titles)) for text, titles in docs])
+            bases.append(base)
             if f.dropped or f.cut:
                 log.warning("reader context: %d of %d units dropped%s to fit %s of %s", f.dropped, len(docs),
                             " and the first unit cut" if f.cut else "",
@@ -109,7 +112,7 @@ class LongReader:
             titles = [t for _, ts in list(docs)[:used] for t in ts]
             res.append(ReaderOutput(
                 long_answer=longs[i], short_answer=shorts[i], raw=raws[i],
-                context_tokens=sum(self.model.count_tokens(t) for t in f.texts), prompt_tokens=f.n_tokens,
+                context_tokens=f.n_tokens - bases[i], prompt_tokens=f.n_tokens,
                 units_used=used, units_dropped=f.dropped, cut=f.cut, titles=titles,
                 extracted=i in todo, error=errors[i]))
         return res
