@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -132,51 +131,72 @@ class Workbench:
 
     # -- evaluation ----------------------------------------------------------------------------
     def doc_tokens(self, doc_id: str) -> str:
+        """The DPR token string of a document (split pieces of oversized documents included)."""
         if self._doc_tokens is None:
             self._doc_tokens = {}
         if doc_id not in self._doc_tokens:
-            self._doc_tokens[doc_id] = token_string(self.corpus.get(doc_id).render())
+            docs = self.corpus if doc_id in self.corpus else next(
+                g.documents for g in self._groupings.values() if doc_id in g.documents)
+            self._doc_tokens[doc_id] = token_string(docs.get(doc_id).render())
         return self._doc_tokens[doc_id]
 
-    def evaluate(self, arm: str, retriever: str, questions: Sequence[Question], ks: Sequence[int],
-                 budgets: Sequence[int]) -> dict[str, list]:
-        """Per-question flags: sr_k{k} / ar_k{k} / tok_k{k} and sr_b{B} / ar_b{B} / tok_b{B}."""
+    def rank(self, arm: str, retriever: str, questions: Sequence[Question], ks: Sequence[int],
+             budgets: Sequence[int]) -> dict[str, list]:
+        """The ranked unit ids per question, as deep as the largest k or budget needs."""
         idx = self.index(arm, retriever)
         depth = min(len(idx), self.cfg.depth)
         t0 = time.perf_counter()
         hits = idx.search([q.text for q in questions], k=depth)
         search_s = time.perf_counter() - t0
-        unit_str: dict[str, str] = {}
-        out: dict[str, list] = {"id": [q.id for q in questions]}
-        for q, hs in zip(questions, hits):
-            units = [idx.unit(h.unit_id) for h in hs]
-            sizes = [u.n_tokens for u in units]
-            cuts = {f"k{k}": min(k, len(units)) for k in ks} | {f"b{b}": budget_cutoff(sizes, b) for b in budgets}
-            need = max(cuts.values(), default=0)
+        ranked = []
+        for hs in hits:
+            sizes = [idx.unit(h.unit_id).n_tokens for h in hs]
+            need = max([min(max(ks, default=1), len(hs))] + [budget_cutoff(sizes, b) for b in budgets])
+            ranked.append([h.unit_id for h in hs[:need]])
+        return {"id": [q.id for q in questions], "ranked": ranked, "search_seconds": search_s,
+                "n_chunks": len(idx.chunks), "n_units": len(idx)}
+
+    def score(self, arm: str, ranking: dict[str, list], questions: Sequence[Question], ks: Sequence[int],
+              budgets: Sequence[int]) -> dict[str, list]:
+        """Per-question flags sr_/ar_/tok_ at k units (k{k}) and at token budgets (b{B}).
+
+        The context at k is the documents of the first k units. At a budget B, units are taken in
+        rank order while they fit; when the first unit alone exceeds B, only its leading documents
+        that fit in B count (what a reader cut to B tokens would see), so no context exceeds B.
+        sr: all supporting documents are in the context; ar: some document holds an answer (DPR
+        has_answer); tok: the context's tokens.
+        """
+        units = {u.id: u for u in self.grouping(arm).units}
+        by_id = {q.id: q for q in questions}
+        out: dict[str, list] = {"id": list(ranking["id"])}
+        for qid, ranked in zip(ranking["id"], ranking["ranked"]):
+            q = by_id[qid]
+            us = [units[u] for u in ranked]
+            sizes = [u.n_tokens for u in us]
+            contexts: dict[str, list[str]] = {f"k{k}": [d for u in us[:k] for d in u.doc_ids] for k in ks}
+            for b in budgets:
+                n = budget_cutoff(sizes, b)
+                if n == 1 and sizes[0] > b:
+                    docs, total = [], 0
+                    for d in us[0].doc_ids:
+                        total += self._size(arm, d)
+                        if total > b:
+                            break
+                        docs.append(d)
+                    contexts[f"b{b}"] = docs
+                else:
+                    contexts[f"b{b}"] = [d for u in us[:n] for d in u.doc_ids]
             sup = set(q.supporting)
-            sr_rank = math.inf
-            covered: set[str] = set()
-            if sup:
-                for r, u in enumerate(units[:need]):
-                    covered |= sup & set(u.doc_ids)
-                    if covered == sup:
-                        sr_rank = r
-                        break
             match = answer_matcher(q.answers)
-            ar_rank = math.inf
-            for r, u in enumerate(units[:need]):
-                if u.id not in unit_str:
-                    unit_str[u.id] = " ".join(self.doc_tokens(d).strip() for d in u.doc_ids)
-                if match(" " + unit_str[u.id] + " "):
-                    ar_rank = r
-                    break
-            for name, n in cuts.items():
-                out.setdefault(f"sr_{name}", []).append(None if not sup else float(sr_rank < n))
-                out.setdefault(f"ar_{name}", []).append(float(ar_rank < n) if q.answers else None)
-                out.setdefault(f"tok_{name}", []).append(float(sum(sizes[:n])))
-        out["_search_seconds"] = [search_s]
-        out["_n_chunks"] = [len(idx.chunks)]
+            for name, docs in contexts.items():
+                out.setdefault(f"sr_{name}", []).append(float(sup <= set(docs)) if sup else None)
+                out.setdefault(f"ar_{name}", []).append(
+                    float(any(match(self.doc_tokens(d)) for d in docs)) if q.answers else None)
+                out.setdefault(f"tok_{name}", []).append(float(sum(self._size(arm, d) for d in docs)))
         return out
+
+    def _size(self, arm: str, doc_id: str) -> int:
+        return self.sizes[doc_id] if doc_id in self.sizes else self.grouping(arm).sizes[doc_id]
 
 
 def _first_chunks(full: UnitIndex) -> UnitIndex:

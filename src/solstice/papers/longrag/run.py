@@ -60,7 +60,7 @@ def _corpus(cfg: Config, ctx):
 
 def _add_flags(out: dict[str, MetricValue], res: dict[str, list], suffix: str, prefix: str = "") -> None:
     for key, vals in res.items():
-        if key.startswith("_") or key == "id":
+        if key == "id":
             continue
         v = [x for x in vals if x is not None]
         if key.startswith("tok_"):
@@ -75,10 +75,10 @@ def _retrieval(cfg: Config, ctx, wb: Workbench, questions) -> tuple[dict[str, Me
     info: dict[str, Any] = {"arms": arms, "n_questions": len(questions), "stages": {}}
     for ret in cfg.retrievers:
         for arm in arms:
-            res = ctx.stage(f"retrieval-{wb.name}-{arm}-{ret}",
-                            lambda a=arm, r=ret: wb.evaluate(a, r, questions, cfg.ks, cfg.budgets))
-            _add_flags(out, res, f"{arm}_{ret}")
-            info["stages"][f"{arm}_{ret}"] = {"search_seconds": res["_search_seconds"][0], "n_chunks": res["_n_chunks"][0]}
+            ranking = ctx.stage(f"ranking-{wb.name}-{arm}-{ret}",
+                                lambda a=arm, r=ret: wb.rank(a, r, questions, cfg.ks, cfg.budgets))
+            _add_flags(out, wb.score(arm, ranking, questions, cfg.ks, cfg.budgets), f"{arm}_{ret}")
+            info["stages"][f"{arm}_{ret}"] = {k: ranking[k] for k in ("search_seconds", "n_chunks", "n_units")}
 
     def grouping_report() -> dict[str, Any]:
         rep = {"adjacency": wb.adjacency.stats(), "timings": wb.timings}
@@ -201,9 +201,10 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
                         name="squad", base="paragraphs")
         for ret in cfg.retrievers:
             for arm in arm_names(cfg, sorted(cfg.squad_caps), base="paragraphs", random=False, first=False):
-                res = ctx.stage(f"retrieval-squad-{arm}-{ret}",
-                                lambda a=arm, r=ret: swb.evaluate(a, r, ctx.limited(sq), cfg.ks, cfg.budgets))
-                _add_flags(metrics, res, f"{arm}_{ret}", prefix="squad_")
+                sqs = ctx.limited(sq)
+                ranking = ctx.stage(f"ranking-squad-{arm}-{ret}",
+                                    lambda a=arm, r=ret, qq=sqs: swb.rank(a, r, qq, cfg.ks, cfg.budgets))
+                _add_flags(metrics, swb.score(arm, ranking, sqs, cfg.ks, cfg.budgets), f"{arm}_{ret}", prefix="squad_")
         info["squad"] = ctx.stage("grouping-squad", lambda: {
             a: {k: v for k, v in swb.grouping(a).report.items() if k != "adjacency"}
             for a in ["paragraphs"] + [f"units{c}" for c in cfg.squad_caps]})
