@@ -6,7 +6,8 @@ exact MaxP with numpy `reduceat` vs a per-unit Python loop, and numpy vs faiss d
 
 Uses the HotpotQA paragraph union when SOLSTICE_DATA holds it (the corpus of the LongRAG
 experiment), else a synthetic corpus of the same size. Prints one table; numbers depend on the
-machine and its load (the load average is printed with them).
+machine and its load: each is given in wall-clock time and in process CPU time (`_cpu`), which a
+busy shared machine inflates far less (the load average is printed with them).
 """
 
 from __future__ import annotations
@@ -42,14 +43,38 @@ def pct(xs, q):
     return float(np.percentile(np.asarray(xs) * 1000, q))
 
 
-def latency(index, queries) -> tuple[float, float]:
+class Clock:
+    """Wall and process-CPU seconds of a block."""
+
+    def __enter__(self):
+        self.w, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.w, time.process_time() - self.c
+
+
+def latency(index, queries, res: dict, name: str) -> None:
     index.search(["a warm-up query that is not timed"], k=8)
-    times = []
+    wall, cpu = [], []
     for q in queries:
-        t0 = time.perf_counter()
-        index.search([q], k=8)
-        times.append(time.perf_counter() - t0)
-    return pct(times, 50), pct(times, 95)
+        with Clock() as t:
+            index.search([q], k=8)
+        wall.append(t.wall)
+        cpu.append(t.cpu)
+    res[f"{name}_p50_ms"], res[f"{name}_p95_ms"] = pct(wall, 50), pct(wall, 95)
+    res[f"{name}_p50_ms_cpu"], res[f"{name}_p95_ms_cpu"] = pct(cpu, 50), pct(cpu, 95)
+
+
+def timed(res: dict, name: str, fn, per: int | None = None):
+    """Run fn; record seconds (or items per second when `per` is given), wall and CPU."""
+    with Clock() as t:
+        out = fn()
+    if per is None:
+        res[f"{name}_s"], res[f"{name}_s_cpu"] = t.wall, t.cpu
+    else:
+        res[f"{name}_per_s"], res[f"{name}_per_s_cpu"] = per / t.wall, per / max(t.cpu, 1e-9)
+    return out
 
 
 def main() -> None:
@@ -67,58 +92,45 @@ def main() -> None:
 
     corpus, queries, what = corpus_and_queries(args.queries)
     res: dict[str, float | str] = {"corpus": what, "threads": os.environ.get("OMP_NUM_THREADS", "all"),
-                                   "load_avg_1min": os.getloadavg()[0]}
+                                   "load_avg_1min_start": os.getloadavg()[0]}
     counter = get_counter("minilm")
-    t0 = time.perf_counter()
-    sizes = dict(zip(corpus.ids, counter.count_many([d.render() for d in corpus])))
-    res["count_tokens_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    adj = mention_adjacency(corpus)
-    res["mention_adjacency_s"] = time.perf_counter() - t0
+    docs = [d.render() for d in corpus]
+    sizes = dict(zip(corpus.ids, timed(res, "count_tokens", lambda: counter.count_many(docs))))
+    adj = timed(res, "mention_adjacency", lambda: mention_adjacency(corpus))
     for cap in (1000, 4000):
-        t0 = time.perf_counter()
-        g = group_documents(corpus, adj, max_tokens=cap, sizes=sizes)
-        res[f"group_{cap}_s"] = time.perf_counter() - t0
+        g = timed(res, f"group_{cap}", lambda c=cap: group_documents(corpus, adj, max_tokens=c, sizes=sizes))
     units4k = g.units
     passages = passage_grouping(corpus, sizes=sizes).units
 
-    t0 = time.perf_counter()
-    bm = UnitIndex.build(passages, backend="bm25", counter=counter)
-    res["bm25_index_paragraphs_per_s"] = len(passages) / (time.perf_counter() - t0)
-    res["bm25_p50_ms"], res["bm25_p95_ms"] = latency(bm, queries)
+    bm = timed(res, "bm25_index_paragraphs", lambda: UnitIndex.build(passages, backend="bm25", counter=counter),
+               per=len(passages))
+    latency(bm, queries, res, "bm25_passages")
     bmu = UnitIndex.build(units4k, backend="bm25", counter=counter)
-    res["bm25_units4k_p50_ms"], res["bm25_units4k_p95_ms"] = latency(bmu, queries)
+    latency(bmu, queries, res, "bm25_units4k")
 
     # exact MaxP: vectorised reduceat vs a per-unit loop over the same chunk scores
     cs = bmu.chunk_scores(queries[:50])
-    t0 = time.perf_counter()
-    fast = np.maximum.reduceat(cs, bmu._starts, axis=1)
-    t_fast = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    fast = timed(res, "maxp_reduceat", lambda: np.maximum.reduceat(cs, bmu._starts, axis=1))
     owner = bmu._owner
-    slow = np.stack([cs[:, owner == u].max(axis=1) for u in range(len(bmu.units))], axis=1)
-    t_slow = time.perf_counter() - t0
+    slow = timed(res, "maxp_loop", lambda: np.stack([cs[:, owner == u].max(axis=1) for u in range(len(bmu.units))], axis=1))
     assert np.allclose(fast, slow)
-    res["maxp_reduceat_vs_loop_speedup"] = t_slow / max(t_fast, 1e-9)
+    res["maxp_reduceat_speedup_cpu"] = res["maxp_loop_s_cpu"] / max(res["maxp_reduceat_s_cpu"], 1e-9)
 
     sub = Corpus(list(corpus)[: args.dense_docs])
     sub_units = passage_grouping(sub, sizes={d.id: sizes[d.id] for d in sub}).units
     from solstice.retrieval.encoders import load_encoder
 
-    t0 = time.perf_counter()
-    enc = load_encoder("minilm")
-    res["encoder_load_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dn = UnitIndex.build(sub_units, backend="dense", counter=counter, encoder=enc)
-    res["dense_index_paragraphs_per_s"] = len(sub_units) / (time.perf_counter() - t0)
+    enc = timed(res, "encoder_load", lambda: load_encoder("minilm"))
+    dn = timed(res, "dense_index_paragraphs",
+               lambda: UnitIndex.build(sub_units, backend="dense", counter=counter, encoder=enc), per=len(sub_units))
     enc._cache.clear()
-    dn.scorer.encoder = enc
-    res["dense_numpy_p50_ms"], res["dense_numpy_p95_ms"] = latency(dn, queries)
+    latency(dn, queries, res, "dense_numpy")
     fa = UnitIndex(dn.units, dn.chunks, type(dn.scorer)(enc, dn.scorer.emb, "faiss"), dn.info)
     enc._cache.clear()
-    res["dense_faiss_p50_ms"], res["dense_faiss_p95_ms"] = latency(fa, queries)
+    latency(fa, queries, res, "dense_faiss")
     res["dense_docs"] = len(sub_units)
 
+    res["load_avg_1min_end"] = os.getloadavg()[0]
     width = max(len(k) for k in res)
     for k, v in res.items():
         print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")

@@ -182,7 +182,8 @@ def test_end_to_end_on_a_user_corpus(tmp_path):
     corpus, qs = write_user_data(tmp_path)
     sets = ["experiments=[retrieval,reader]", "dataset=custom", f"corpus_file={corpus}", f"questions_file={qs}",
             "adjacency=links", "retrievers=[bm25]", "counter=words", "group_caps=[60]", "ks=[1,2,4]",
-            "budgets=[20,60]", "reader_retriever=bm25", "reader_budget=80", "reader_questions=3", "chunk_tokens=16"]
+            "budgets=[20,60]", "reader_retriever=bm25", "reader_budget=80", "reader_questions=3", "chunk_tokens=16",
+            f"reader_cache={tmp_path / 'calls.sqlite'}"]
     res = run_paper("longrag", sets=sets, models=["reader=fake:const=answer: Florence"], out=tmp_path / "runs",
                     scale="smoke")
     run_dir = Path(res.path)
@@ -203,3 +204,4 @@ def test_end_to_end_on_a_user_corpus(tmp_path):
     assert len(rows) == 6 and {r["arm"] for r in rows} == {"passages", "units"}
     assert all(r["context_tokens"] <= 80 for r in rows)
     assert (run_dir / "artifacts" / "retrieval_tables.md").read_text().count("| units60 |") == 3
+    assert (tmp_path / "calls.sqlite").is_file()  # both reader calls are cached for later runs

@@ -9,6 +9,7 @@ indexes with MaxP scoring, and budgeted selection. Metrics live in `solstice.met
     encoders    load_encoder (minilm embedded, any sentence-transformers model), FunctionEncoder
     index       UnitIndex.build(units, backend="bm25"|"dense").search(queries, k) -> Hit lists; save/load
     select      select(hits, tokens, k=..., budget=...)
+    context     fit_context: the longest ranked prefix whose prompt fits a reader's window or budget
 
 Importing this package is cheap: heavy libraries (bm25s, sentence-transformers, faiss) load on use.
 """
