@@ -82,6 +82,8 @@ def analyse(cfg: Config, ctx, items: dict[str, list[QAItem]], stress: list[str],
     base = {n: _baselines(rows_of[n], se_of[n], main) for n in items}
     err = {n: 1 - np.array([r["correct"] for r in rows_of[n]], dtype=int) for n in items}
     for b in base[core[0]] if core else []:
+        if all(np.all(np.isnan(base[n][b])) for n in core):
+            continue  # not computed (e.g. p_true=false)
         metrics[f"{b}_auroc"] = mean_auroc_metric([(err[n], base[n][b]) for n in core], n_resamples=B,
                                                   note=f"hallucination AUROC, mean over {len(core)} sets")
     if core:
@@ -98,7 +100,7 @@ def analyse(cfg: Config, ctx, items: dict[str, list[QAItem]], stress: list[str],
     from solstice.papers.semantic_entropy_probes.run import load_states
 
     ps = ProbeSettings(cfg.min_layers, cfg.probe_C, cfg.probe_max_iter, cfg.test_fraction, cfg.val_fraction,
-                       cfg.cv_folds, cfg.split_seed)
+                       cfg.cv_folds, cfg.split_seed, cfg.drop_middle)
     data = {}
     for n in [*kept, *stress]:
         st = load_states(ctx, [it.id for it in items[n]], by_id)

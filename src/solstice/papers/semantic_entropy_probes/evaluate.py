@@ -51,6 +51,7 @@ class ProbeSettings:
     val_fraction: float = 0.2
     cv_folds: int = 0
     seed: int = 42
+    drop_middle: float = 0.0
 
 
 def train_val_test(n: int, s: ProbeSettings) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -96,7 +97,10 @@ class FitResult:
 def fit_selected(states: np.ndarray, se: np.ndarray, correct: np.ndarray, target: str, position: str,
                  train: np.ndarray, val: np.ndarray, threshold: float, s: ProbeSettings) -> FitResult:
     """Per-layer probes on train; the contiguous range (>= min_layers) with the best mean val
-    AUROC; one probe on that range, fitted on train."""
+    AUROC; one probe on that range, fitted on train. With `drop_middle` > 0 a SEP's training
+    questions whose SE lies within that distance of the threshold are left out (trinarisation)."""
+    if target == "se" and s.drop_middle > 0:
+        train = train[np.abs(se[train] - threshold) >= s.drop_middle]
     layer_probes = _layer_probes(states[train], se[train], correct[train], target, threshold, s)
     y_val = probe_labels(target, se[val], correct[val], threshold)
     val_auc = [safe_auroc(y_val, p.risk(states[val]), warn=False).value for p in layer_probes]

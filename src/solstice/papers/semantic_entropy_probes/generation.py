@@ -24,7 +24,12 @@ import numpy as np
 from solstice.data.geonames_qa import QAItem, score_answer
 from solstice.models.base import CAP_WHITEBOX, Completion, GenParams, Model
 from solstice.papers.semantic_entropy_probes.entropy import mean_loglik
-from solstice.papers.semantic_entropy_probes.prompts import P_TRUE_LABELS, STOP, p_true_prompt, qa_prompt
+from solstice.papers.semantic_entropy_probes.prompts import (
+    P_TRUE_LABELS,
+    STOP,
+    p_true_prompt,
+    qa_prompt,
+)
 
 
 @dataclass(frozen=True)

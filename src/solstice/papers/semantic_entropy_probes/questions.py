@@ -15,7 +15,7 @@ from typing import Any
 
 from solstice.data import DataSource
 from solstice.data.geonames_qa import GEONAMES_TASKS, QAItem, geonames_questions
-from solstice.errors import ConfigError, DataError
+from solstice.errors import ConfigError, DataError, require
 
 NQ_OPEN = DataSource(
     "nq-open-dev", "nq-open/NQ-open.dev.jsonl",
@@ -86,6 +86,8 @@ def _squad(path: Path, name: str) -> list[QAItem]:
 
 def _triviaqa(path: Path) -> list[QAItem]:
     import pandas as pd
+
+    require("pyarrow", "qa", "reading the TriviaQA parquet file")
 
     df = pd.read_parquet(path, columns=["question", "question_id", "answer"])
     out = []
