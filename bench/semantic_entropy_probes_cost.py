@@ -9,6 +9,12 @@ same machine load. Measured per question (wall seconds):
     SEP @ TBG       one forward pass over the prompt + the probe (before any decoding)
     SEP @ SLT       one teacher-forced pass over prompt + answer + the probe
 
+and, when the answer is generated from a cached prompt (as this project's run does), the marginal
+costs on top of that answer:
+
+    SE marginal     M samples continuing from the cached prompt, clustering, entropy
+    SEP marginal    a teacher-forced pass over the answer tokens only (cache reused) + the probe
+
 and prints the ratios SE / SEP. A probe's weights do not change its cost; without --probe a probe
 over layers 10-14 is fitted on random states so that the script runs anywhere.
 
@@ -37,7 +43,12 @@ def main() -> None:
 
     from solstice.models import load_model
     from solstice.models.base import GenParams
-    from solstice.models.prefix_sampling import generate_shared_prefix
+    from solstice.models.prefix_sampling import (
+        continuation_states,
+        generate_from,
+        generate_shared_prefix,
+        prefill,
+    )
     from solstice.papers.semantic_entropy_probes import api
     from solstice.papers.semantic_entropy_probes.clustering import LexicalJudge
     from solstice.papers.semantic_entropy_probes.generation import (
@@ -68,7 +79,8 @@ def main() -> None:
         return [api.entropies(it.question, [c.text for c in o], [c.mean_logprob for c in o], judge)["se_discrete"]
                 for it, o in zip(batch_items, outs)]
 
-    t = {k: 0.0 for k in ("answer", "se_reference", "se_shared", "sep_tbg", "sep_slt")}
+    t = {k: 0.0 for k in ("answer", "se_reference", "se_shared", "sep_tbg", "sep_slt", "answer_cached",
+                          "se_marginal", "sep_marginal")}
     batches = [list(range(i, min(i + args.batch, len(items)))) for i in range(0, len(items), args.batch)]
     counted = 0
     for b, idx in enumerate(batches):
@@ -87,9 +99,17 @@ def main() -> None:
         _, slt = answer_states(model, p, [answer_token_ids(model, c) for c in best], dtype=np.float32)
         probe.risk(slt)
         t5 = time.perf_counter()
+        pre = prefill(model, p)
+        best2 = [c[0] for c in generate_from(model, pre.copy(), greedy)]
+        t6 = time.perf_counter()
+        cols = continuation_states(model, pre.copy(), [answer_token_ids(model, c) for c in best2])
+        probe.risk(np.stack([c[:, -1].numpy() for c in cols]))
+        t7 = time.perf_counter()
+        se_of(its, generate_from(model, pre, sampling))
+        t8 = time.perf_counter()
         if not warm:
             counted += len(idx)
-            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t8 - t7, t7 - t6)):
                 t[k] += v
     per = {k: v / max(1, counted) for k, v in t.items()}
     ratios = {
@@ -98,6 +118,7 @@ def main() -> None:
         "se_shared/sep_tbg": per["se_shared"] / per["sep_tbg"],
         "se_shared/sep_slt": per["se_shared"] / per["sep_slt"],
         "(answer+se_reference)/(answer+sep_slt)": (per["answer"] + per["se_reference"]) / (per["answer"] + per["sep_slt"]),
+        "se_marginal/sep_marginal": per["se_marginal"] / per["sep_marginal"],
     }
     print(f"model {args.model}, {counted} questions, M = {args.samples} samples, max_new_tokens {args.max_new_tokens}")
     for k, v in per.items():

@@ -59,7 +59,75 @@ def prefill(model: Any, prompts: Sequence[Prompt] | None = None, *, token_ids: S
 
 def generate_from(model: Any, pre: Prefix, params: GenParams, *, seed_offset: int = 0) -> list[list[Completion]]:
     """`params.n` completions per prompt, continuing from `pre` (whose cache is consumed: pass
-    `pre.copy()` to keep it)."""
+    `pre.copy()` to keep it).
+
+    Temperature / top-k sampling (or greedy) is decoded here, and a row leaves the batch as soon as
+    it hits EOS or a stop string, so short answers among long ones cost no further steps; top-p
+    goes through `transformers.generate`. Log-probabilities are those of the sampling
+    distribution (logits / temperature, renormalised over the top k), as
+    `compute_transition_scores` gives. Note that `transformers.generate` samples from the top 50
+    tokens when top_k is left unset; here top_k = 0 means the full distribution."""
+    if params.top_p < 1.0 and not params.greedy:
+        return _generate_hf(model, pre, params, seed_offset)
+    torch = model.torch
+    p = params
+    eos = set(model._eos_ids())
+    ids, mask, cache = pre.ids, pre.mask, pre.cache
+    if p.n > 1:
+        cache.batch_repeat_interleave(p.n)
+        ids, mask = ids.repeat_interleave(p.n, 0), mask.repeat_interleave(p.n, 0)
+    rows = ids.shape[0]
+    if not p.greedy:
+        torch.manual_seed((p.seed if p.seed is not None else 0) * 100003 + seed_offset)
+    toks: list[list[int]] = [[] for _ in range(rows)]
+    lps: list[list[float]] = [[] for _ in range(rows)]
+    active = torch.arange(rows, device=ids.device)
+    cur = ids[:, -1:]
+    attn = mask
+    pos = mask.sum(-1, keepdim=True) - 1
+    stops = [x for x in p.stop if x]
+    for _ in range(p.max_new_tokens):
+        with torch.no_grad():
+            logits = model.model(input_ids=cur, attention_mask=attn, position_ids=pos, past_key_values=cache,
+                                 use_cache=True).logits[:, -1].float()
+        if p.greedy:
+            logp = torch.log_softmax(logits, dim=-1)
+            nxt = logp.argmax(-1)
+        else:
+            scaled = logits / p.temperature
+            if p.top_k and p.top_k < scaled.shape[-1]:
+                kth = torch.topk(scaled, p.top_k, dim=-1).values[:, -1:]
+                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+            logp = torch.log_softmax(scaled, dim=-1)
+            nxt = torch.multinomial(logp.exp(), 1)[:, 0]
+        chosen = logp.gather(1, nxt[:, None])[:, 0]
+        keep = []
+        for j, (r, t, lp) in enumerate(zip(active.tolist(), nxt.tolist(), chosen.tolist())):
+            toks[r].append(t)
+            lps[r].append(lp)
+            done = t in eos
+            if not done and stops:
+                text = model.tokenizer.decode(toks[r], skip_special_tokens=True)
+                done = any(x in text for x in stops)
+            if not done:
+                keep.append(j)
+        if not keep:
+            break
+        if len(keep) < len(active):
+            k = torch.tensor(keep, device=ids.device)
+            cache.batch_select_indices(k)
+            active, nxt, attn, pos = active[k], nxt[k], attn[k], pos[k]
+        cur = nxt[:, None]
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+        pos = pos + 1
+    eos_list = sorted(eos)
+    b = pre.ids.shape[0]
+    return [[model._completion(torch.tensor(toks[r * p.n + k], dtype=torch.long), torch.tensor(lps[r * p.n + k])
+                               if p.logprobs else None, p, eos_list) for k in range(p.n)] for r in range(b)]
+
+
+def _generate_hf(model: Any, pre: Prefix, params: GenParams, seed_offset: int) -> list[list[Completion]]:
+    """`transformers.generate` from the cache (for top-p sampling)."""
     torch, tf = model.torch, model.transformers
     p = params
     eos = model._eos_ids()

@@ -37,6 +37,7 @@ class GenSettings:
     n_samples: int = 10
     temperature: float = 1.0
     low_temperature: float = 0.1
+    top_k: int = 50  # transformers' default when unset, which the reference inherits
     max_new_tokens: int = 50
     instruction: bool = True
     chat: bool = False
@@ -107,7 +108,7 @@ def prompt_states(model: Any, prompts: Sequence[Any], dtype: Any = np.float32) -
 
 
 def _sample_params(s: GenSettings, seed: int) -> GenParams:
-    return GenParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, n=s.n_samples,
+    return GenParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, n=s.n_samples, top_k=s.top_k,
                      stop=STOP, logprobs=True, seed=seed)
 
 
@@ -138,8 +139,8 @@ def generate_batch(model: Model, items: Sequence[QAItem], shots: dict[str, list[
     """Rows (JSON) and hidden states for a batch of questions."""
     prompts = [build_prompt(it, shots.get(it.source, []), s) for it in items]
     seed = s.seed * 7919 + batch_seed
-    low = GenParams(max_new_tokens=s.max_new_tokens, temperature=s.low_temperature, stop=STOP, logprobs=True,
-                    seed=seed)
+    low = GenParams(max_new_tokens=s.max_new_tokens, temperature=s.low_temperature, top_k=s.top_k, stop=STOP,
+                    logprobs=True, seed=seed)
     if want_states:
         model.require(CAP_WHITEBOX, purpose="hidden states for probes")
     states: dict[str, np.ndarray] = {}
