@@ -14,6 +14,10 @@ key/value cache (`prefill`), and every continuation starts from a copy of it:
 Completions have the same form as `HFModel.generate` (stop strings trimmed, per-token
 log-probabilities when asked); greedy decoding gives the same tokens as `HFModel.generate`.
 Other backends fall back to their own `generate`.
+
+Related, not the same: `solstice.models.prefix.SharedPrefixModel` reads a prefix common to *many
+different prompts* (a judge template) once and scores one next-token distribution per prompt;
+this module reads *each prompt* once and decodes several continuations from it.
 """
 
 from __future__ import annotations
