@@ -236,3 +236,37 @@ def test_api_model_run_without_probes(tmp_path):
                     out=tmp_path)
     assert res.status == "completed", res.error
     assert "se_discrete_auroc" in res.metrics and "sep_se_auroc_id_slt" not in res.metrics
+
+
+def test_api_fit_save_load_and_score(tmp_path):
+    """fit_sep -> save -> load -> score a new prompt in one forward pass; the scores equal the
+    probe applied to states extracted separately, and abstention skips decoding."""
+    from solstice.models.loader import load_model
+    from solstice.papers.semantic_entropy_probes.evaluate import ProbeSettings
+    from solstice.papers.semantic_entropy_probes.generation import prompt_states
+
+    m = load_model("tiny:llama")
+    items = api.question_set("capital_of", n=12)
+    shots = api.shots_for(items, few_shot=1)
+    gs = GenSettings(n_samples=3, max_new_tokens=3)
+    p = api.fit_sep(m, items, position="tbg", settings=gs, shots=shots, probe_settings=ProbeSettings(min_layers=2))
+    assert p.position == "tbg" and p.target == "se" and len(p.layers) >= 2 and p.meta["n_train"] == 12
+    rng = np.random.default_rng(0)
+    n_layers, d = m.model.config.num_hidden_layers + 1, m.model.config.hidden_size
+    slt = api.SemanticEntropyProbe((1, 2), "slt", "se", 0.5).fit(rng.normal(size=(20, n_layers, d)), se=rng.random(20))
+    probes = {"tbg": api.SemanticEntropyProbe.load(p.save(tmp_path / "sep_tbg")),
+              "slt": api.SemanticEntropyProbe.load(slt.save(tmp_path / "sep_slt"))}
+    new = [api.default_prompt(it, shots["capital_of"], gs) for it in api.question_set("capital_of", n=15)[12:]]
+    risk = api.score_prompts(m, probes["tbg"], new)
+    assert risk.shape == (3,) and np.all((risk >= 0) & (risk <= 1))
+    assert np.allclose(risk, probes["tbg"].risk(prompt_states(m, new)), atol=1e-6)
+    with pytest.raises(ConfigError, match="TBG probe"):
+        api.score_prompts(m, probes["slt"], new)
+    answers = ["Paris", " N'Djamena", ""]
+    ids = [m.encode(m.render(pr) + a)[len(m.encode(m.render(pr))):] for pr, a in zip(new, answers)]
+    _, slt = answer_states(m, new, ids, dtype=np.float32)
+    assert np.allclose(api.score_answers(m, probes["slt"], new, answers), probes["slt"].risk(slt), atol=1e-6)
+    r_all, outs = api.generate_with_risk(m, probes["tbg"], new, GenParams(max_new_tokens=2))
+    assert np.allclose(r_all, risk, atol=1e-6) and all(o is not None for o in outs)
+    _, none = api.generate_with_risk(m, probes["tbg"], new, GenParams(max_new_tokens=2), abstain_above=-1.0)
+    assert none == [None, None, None]

@@ -260,12 +260,18 @@ def _items_city(n_cities: int = 500) -> list[QAItem]:
     return items
 
 
+@lru_cache(maxsize=8)
+def _built(task: str, build: Any) -> tuple[QAItem, ...]:
+    """Each task's items are built once per process (building reads ~34k cities)."""
+    return tuple(build())
+
+
 def geonames_questions(task: str, n: int | None = None, *, seed: int = 20) -> list[QAItem]:
     """The questions of one GeoNames task, in a seeded random order (the first `n` when given)."""
     builders = {"capital_of": _items_capital, "currency_of": _items_currency,
                 "continent_of": _items_continent, "country_of_city": _items_city}
     if task not in builders:
         raise ConfigError(f"unknown GeoNames task '{task}'; choose from {', '.join(GEONAMES_TASKS)}")
-    items = builders[task]()
+    items = list(_built(task, builders[task]))
     random.Random(f"{task}-{seed}").shuffle(items)
     return items[:n] if n is not None else items
