@@ -60,9 +60,11 @@ def main() -> int:
     evaluate(split=args.split, subset="full", samples=args.samples, execution="local", parallel=args.parallel,
              no_gt=args.no_gt, calibrated=True, pass_k="1", selective_evaluate=args.ids, check_gt_only=args.gt_only)
     print(f"OFFICIAL_WALL_S={time.perf_counter() - t0:.3f}")
-    print(f"OFFICIAL_RESULTS={result}")
+    print(f"OFFICIAL_RESULTS={result}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # the evaluator can leave a non-daemon thread behind that blocks interpreter exit

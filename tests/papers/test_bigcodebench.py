@@ -294,3 +294,33 @@ def test_generation_oracle_and_degenerate_models(tmp_path, tiny_tasks):
     assert {x["key"] for x in gen} == {"gen", "exec"}
     assert os.path.exists(good.path / "artifacts" / "samples_sanitized.jsonl")
     assert Path(good.path / "artifacts" / "breakdown.json").is_file()
+
+
+def test_scoring_with_several_samples_per_task(tiny_tasks):
+    """n = 5 samples per task: pass@1 and pass@5 follow the unbiased estimator; unsupported tasks
+    count only in pass@1_all; raw statuses give the uncalibrated scores."""
+    from solstice.papers.bigcodebench.scoring import score
+    from solstice.papers.bigcodebench.tasks import load_tasks
+
+    tasks = load_tasks(tiny_tasks[0])
+    st = {"BigCodeBench/0": ["pass", "pass", "fail", "fail", "timeout"], "BigCodeBench/1": ["fail"] * 5}
+    by_task = {tid: [{"status": s, "status_uncalibrated": "fail"} for s in v] for tid, v in st.items()}
+    by_task["BigCodeBench/2"] = [{"status": "unsupported", "status_uncalibrated": "unsupported"}] * 5
+    m, b = score(by_task, tasks, {"BigCodeBench/0", "BigCodeBench/1"}, ks=[1, 5, 10], calibration="both")
+    assert m["pass@1"].value == pytest.approx((0.4 + 0.0) / 2) and m["pass@5"].value == pytest.approx(0.5)
+    assert "pass@10" not in m and m["pass@1_uncalibrated"].value == 0.0
+    assert m["pass@1_all"].value == pytest.approx(0.4 / 3) and m["timeout_rate"].value == pytest.approx(1 / 10)
+    assert b["tasks"]["BigCodeBench/0"]["n"] == 5 and "math" in b["libraries"]
+
+
+def test_samples_file_errors_are_one_line(tmp_path):
+    from solstice.errors import DataError
+    from solstice.papers.bigcodebench.evaluate import read_samples
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": "BigCodeBench/0", "solution": "x"}\nnot json\n')
+    with pytest.raises(DataError, match="line 2: not valid JSON"):
+        read_samples(bad)
+    bad.write_text('{"task_id": "BigCodeBench/0", "answer": "x"}\n')
+    with pytest.raises(DataError, match="'solution' or 'completion'"):
+        read_samples(bad)

@@ -67,9 +67,9 @@ PAPER = PaperSpec(
             "Instruct, 5-task stratified stdlib slice, greedy, 256 new tokens, default model",
             {"split": "instruct", "pool": "stdlib", "slice_size": 5, "max_new_tokens": 256}, minutes=2),
         "small": Reproduction(
-            "Instruct, 100-task stratified stdlib slice, greedy, 512 new tokens, prefill, batches of 8, default model",
-            {"split": "instruct", "pool": "stdlib", "slice_size": 100, "max_new_tokens": 512, "gen_batch_size": 8},
-            models={"target": "default?batch_size=8&max_batch_tokens=8192"}, minutes=60),
+            "Instruct, 100-task stratified stdlib slice, greedy, 384 new tokens, prefill, batches of 16, default model",
+            {"split": "instruct", "pool": "stdlib", "slice_size": 100, "max_new_tokens": 384, "gen_batch_size": 16},
+            models={"target": "default?batch_size=16&max_batch_tokens=16384"}, minutes=60),
     },
     datasets=_datasets,
     code_exec=True,

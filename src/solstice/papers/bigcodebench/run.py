@@ -93,8 +93,7 @@ def _generate(cfg: Config, ctx, tasks: list[Task]) -> dict[str, list[str]]:
 def _gt_stage(cfg: Config, ctx, pool_fn, supported: list[Task], dataset_sha: str) -> dict[str, Any]:
     shipped = ev.exclusions()
     if not cfg.check_gt:
-        return {"checked": False, "results": {}, "excluded": {t.task_id: shipped[t.task_id] for t in supported
-                                                               if t.task_id in shipped}}
+        return {"checked": False, "results": {}}
     key = ev.environment_key(supported, cfg, dataset_sha)
     results = ctx.stage("ground_truth", lambda: ev.ground_truth(pool_fn(), supported, cfg, key))
     info = ev.classify_gt(supported, results, shipped)
@@ -154,8 +153,12 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
 
     try:
         gt = _gt_stage(cfg, ctx, pool, supported, dmeta["sha256"])
-        gt_ok = {tid for tid, r in gt["results"].items() if r["status"] == "pass"} if gt["checked"] else {
-            t.task_id for t in supported if t.task_id not in gt["excluded"]}
+        if gt["checked"]:
+            gt_ok = {tid for tid, r in gt["results"].items() if r["status"] == "pass"}
+        else:
+            gt_ok = {t.task_id for t in supported}
+            ctx.warn("ground truth not checked (check_gt=false): every supported task is scored, so tasks that "
+                     "cannot pass in this environment count as model failures")
         rows = _execute(cfg, ctx, pool, tasks, solutions, unsupported, gt, gt_ok)
         isolation = pool_box[0].isolation if pool_box else {}
     finally:
