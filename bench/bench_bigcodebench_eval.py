@@ -121,6 +121,9 @@ def main() -> int:
     ap.add_argument("--only", choices=("both", "ours", "official"), default="both")
     ap.add_argument("--chunks", type=int, default=4,
                     help="split the tasks into chunks and alternate the harnesses chunk by chunk (shared-machine noise)")
+    ap.add_argument("--max-chunks", type=int, default=0,
+                    help="run only the first N chunks (each is a systematic sample: every `chunks`-th task)")
+    ap.add_argument("--work", default="", help="work directory; finished chunks found there are reused (resume)")
     args = ap.parse_args()
     py = Path(args.official_venv) / "bin" / "python"
     if args.only != "ours" and not py.is_file():
@@ -134,24 +137,40 @@ def main() -> int:
     data = Path(os.environ["SOLSTICE_DATA"]) / "bigcodebench" / "BigCodeBench-v0.1.0_hf.jsonl.gz"
     tasks = select(load_tasks(data), pool="supported", size=args.tasks, seed=0)
     rows = build_samples(tasks)
-    work = Path(tempfile.mkdtemp(prefix="bcb-bench-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bcb-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     plain = work / "tasks.jsonl"
     with gzip.open(data, "rt") as f:
         plain.write_text(f.read())
     chunks = max(1, min(args.chunks, len(tasks)))
+    run_chunks = min(chunks, args.max_chunks) if args.max_chunks else chunks
+    parts = [tasks[c::chunks] for c in range(run_chunks)]  # chunk c: every `chunks`-th task, a systematic sample
+    tasks = sorted((t for p in parts for t in p), key=lambda t: t.number)
+    keep = {t.task_id for t in tasks}
+    rows = [r for r in rows if r["task_id"] in keep]
     print(f"{len(tasks)} tasks, {len(rows)} samples, {args.workers} workers, timeout {args.timeout:g}s, "
-          f"{chunks} interleaved chunks; work dir {work}")
+          f"{run_chunks} of {chunks} interleaved chunks; work dir {work}")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
     env_off = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "BIGCODEBENCH_TIMEOUT_PER_TASK")}
     report: dict = {"n_tasks": len(tasks), "n_samples": len(rows), "workers": args.workers, "timeout": args.timeout,
-                    "chunks": chunks, "machine": f"{os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%d %H:%M"),
+                    "chunks": f"{run_chunks} of {chunks}", "machine": f"{os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%d %H:%M"),
                     "command": " ".join(sys.argv)}
     ours_status: dict = {}
     off_status: dict = {}
     tot = {"ours": [0.0, 0.0, 0.0], "official": [0.0, 0.0, 0.0]}  # wall, peak pss, peak rss
-    for c in range(chunks):
-        part = tasks[c::chunks]  # every chunk holds a similar mix of tiers
-        ids = {t.task_id for t in part}
+    for c in range(run_chunks):
+        done = work / f"chunk-{c}.json"
+        if done.is_file():  # resume: a chunk both harnesses finished earlier
+            saved = json.loads(done.read_text())
+            for name in ("ours", "official"):
+                if saved.get(name):
+                    _acc(tot[name], *saved[name]["acc"])
+                    target = ours_status if name == "ours" else off_status
+                    target.update({(k.rsplit("#", 1)[0], int(k.rsplit("#", 1)[1])): v for k, v in saved[name]["status"].items()})
+            print(f"  chunk {c}: reused {done}", flush=True)
+            continue
+        saved = {}
+        ids = {t.task_id for t in parts[c]}
         samples = work / f"samples-{c}.jsonl"
         samples.write_text("".join(json.dumps({"task_id": r["task_id"], "solution": r["solution"]}) + "\n"
                                    for r in rows if r["task_id"] in ids))
@@ -170,6 +189,8 @@ def main() -> int:
                 if x.get("key") == "exec":
                     ours_status[(x["task_id"], x["sample_index"])] = x["status"]
             _acc(tot["ours"], wall, pss, rss)
+            saved["ours"] = {"acc": [wall, pss, rss], "status": {f"{k[0]}#{k[1]}": v for k, v in ours_status.items()
+                                                                 if k[0] in ids}}
             print(f"  chunk {c}: ours {wall:7.1f} s", flush=True)
         if args.only in ("both", "official"):
             cmd = [str(py), str(ROOT / "bench" / "bigcodebench_official_driver.py"), "--tasks", str(plain),
@@ -183,7 +204,10 @@ def main() -> int:
                 for i, r in enumerate(rs):
                     off_status[(tid, i)] = r["status"]
             _acc(tot["official"], wall, pss, rss)
+            saved["official"] = {"acc": [wall, pss, rss], "status": {f"{k[0]}#{k[1]}": v for k, v in off_status.items()
+                                                                     if k[0] in ids}}
             print(f"  chunk {c}: official {wall:7.1f} s", flush=True)
+        done.write_text(json.dumps(saved))
     for name in ("ours", "official"):
         wall, pss, rss = tot[name]
         if wall:

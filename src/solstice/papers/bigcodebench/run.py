@@ -56,6 +56,8 @@ def _library_versions(tasks: list[Task]) -> dict[str, str]:
 
 
 def _generate(cfg: Config, ctx, tasks: list[Task]) -> dict[str, list[str]]:
+    if cfg.n_samples > 1 and cfg.temperature <= 0:
+        ctx.warn("n_samples > 1 with temperature 0 (greedy) repeats one sample; set temperature (paper: 0.8)")
     model = ctx.model("target")
     mode = prompts.request_mode(model, direct_completion=cfg.direct_completion, prefill=cfg.prefill)
     params = GenParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
