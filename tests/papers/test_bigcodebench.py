@@ -118,6 +118,23 @@ def test_stratified_slice_is_deterministic_and_proportional(tasks):
         select(tasks, ids="99999")
 
 
+@needs_data
+def test_shipped_exclusions_name_real_tasks_with_a_reason(tasks):
+    """Every shipped exclusion names a dataset task, a known category and a reason; the
+    environment failures the spec documents upstream are among them."""
+    from solstice.papers.bigcodebench.evaluate import exclusions
+
+    shipped = exclusions()
+    ids = {t.task_id for t in tasks}
+    cats = {"network", "root", "flaky", "python-version", "library-version", "data", "slow"}
+    assert shipped and set(shipped) <= ids
+    for tid, e in shipped.items():
+        assert e["category"] in cats and len(e["reason"]) > 15, tid
+    for n, cat in [(176, "network"), (314, "network"), (1005, "network"), (1012, "network"), (812, "root"),
+                   (832, "root"), (417, "flaky"), (418, "flaky"), (227, "python-version")]:
+        assert shipped[f"BigCodeBench/{n}"]["category"] == cat, n
+
+
 def test_missing_fields_and_bad_libs_are_data_errors(tmp_path):
     from solstice.errors import DataError
     from solstice.papers.bigcodebench.tasks import load_tasks
