@@ -64,8 +64,9 @@ PAPER = PaperSpec(
     claims=_claims(),
     scales={
         "smoke": Reproduction(
-            "Instruct, 5-task stratified stdlib slice, greedy, 256 new tokens, default model",
-            {"split": "instruct", "pool": "stdlib", "slice_size": 5, "max_new_tokens": 256}, minutes=2),
+            "Instruct, 5-task stratified stdlib slice, greedy, 192 new tokens in one batch, default model",
+            {"split": "instruct", "pool": "stdlib", "slice_size": 5, "max_new_tokens": 192, "gen_batch_size": 5},
+            minutes=2),
         "small": Reproduction(
             "Instruct, 100-task stratified stdlib slice, greedy, 384 new tokens, prefill, batches of 16, default model",
             {"split": "instruct", "pool": "stdlib", "slice_size": 100, "max_new_tokens": 384, "gen_batch_size": 16},
