@@ -64,11 +64,11 @@ PAPER = PaperSpec(
     ),
     scales={
         "smoke": Reproduction(
-            "16 rows x 2 zero-shot modes (label log-probs), 4 aggregate rows, 2 CoT rows; inverse on 8 of the 47 "
+            "16 rows x 2 zero-shot modes (label log-probs), 4 aggregate rows, 2 CoT rows; inverse on 6 of the 47 "
             "choices, 1 simulated participant per framing",
             {"rows": 16, "modes": ["individual_zero_shot", "act_individual_zero_shot", "aggregate_zero_shot", "individual_cot"],
              "mode_rows": {"aggregate_zero_shot": 4, "individual_cot": 2}, "cot_max_tokens": 48,
-             "aggregate_max_tokens": 32, "fit_rows": 1500, "participants": 1, "inverse_choices": 8,
+             "aggregate_max_tokens": 32, "fit_rows": 1500, "participants": 1, "inverse_choices": 6,
              "prior_samples": 100_000},
             minutes=2.0,
         ),
