@@ -24,6 +24,7 @@ from solstice.errors import CapabilityError
 from solstice.metrics import mean_metric, proportion_metric
 from solstice.metrics.correlation import correlation, correlation_metric
 from solstice.models.base import CAP_LABEL_LOGPROBS, GenParams, Model
+from solstice.models.prefix import fast_label_logprobs, shared_prefix
 from solstice.papers.llm_rationality import gambles as G
 from solstice.papers.llm_rationality import theories as T
 
@@ -77,10 +78,14 @@ class Predictor:
             return self._logprobs(texts)
         return self._generate(probs, texts)
 
-    def _logprobs(self, texts: list[str]) -> list[dict[str, Any]]:
-        from solstice.models.prefix import fast_label_logprobs
+    def _scorer(self) -> Model:
+        """The model wrapped once for shared-prefix label scoring (white-box models only)."""
+        if getattr(self, "_wrapped", None) is None:
+            self._wrapped = shared_prefix(self.model)
+        return self._wrapped
 
-        res = fast_label_logprobs(self.model, [_messages(t) for t in texts], ["A", "B"])
+    def _logprobs(self, texts: list[str]) -> list[dict[str, Any]]:
+        res = fast_label_logprobs(self._scorer(), [_messages(t) for t in texts], ["A", "B"])
         out = []
         for r in res:
             lp_a, lp_b = float(r["A"]), float(r["B"])

@@ -20,6 +20,7 @@ import numpy as np
 
 from solstice.core.types import Sample
 from solstice.models.base import CAP_LOGLIKELIHOOD, GenParams, Model
+from solstice.models.prefix import fast_label_logprobs, shared_prefix
 from solstice.papers.llm_rationality.prompts import FRAMING, METHOD, REQUERY
 from solstice.papers.llm_rationality.stimuli import ITEMS, Stimulus, average_ranks
 
@@ -142,9 +143,9 @@ class Judge:
         return out
 
     def _logprobs(self, items: list[PairItem]) -> list[dict[str, Any]]:
-        from solstice.models.prefix import fast_label_logprobs
-
-        res = fast_label_logprobs(self.model, [[{"role": "user", "content": it.prompt}] for it in items], list(LABELS))
+        if getattr(self, "_wrapped", None) is None:
+            self._wrapped = shared_prefix(self.model)
+        res = fast_label_logprobs(self._wrapped, [[{"role": "user", "content": it.prompt}] for it in items], list(LABELS))
         out = []
         for r in res:
             l1, l2 = r[LABELS[0]], r[LABELS[1]]
