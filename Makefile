@@ -7,6 +7,10 @@ TORCH   ?= torch==2.13.0
 SCALE   ?= smoke
 export OMP_WAIT_POLICY ?= PASSIVE
 export TOKENIZERS_PARALLELISM ?= false
+# Released data: SOLSTICE_DATA if set, else a shared/data folder beside the checkout (as in CI).
+ifneq ($(wildcard ../shared/data),)
+export SOLSTICE_DATA ?= $(abspath ../shared/data)
+endif
 
 .PHONY: install run test test-all lint bench clean
 

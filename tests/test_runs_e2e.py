@@ -96,3 +96,16 @@ def test_reproduce_reuses_finished_runs(tmp_path):
     assert len(list((tmp_path / "runs" / "toy").iterdir())) == 1
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| toy | completed | smoke |" in md
+
+
+def test_reproduce_skips_a_paper_whose_data_is_absent(tmp_path):
+    env = cli_env()
+    env["SOLSTICE_DATA"] = str(tmp_path / "no-data")
+    args = ["reproduce", "--only", "toy", "--scale", "needs-data", "--out", str(tmp_path / "runs"),
+            "--report", str(tmp_path / "rep")]
+    r = solstice(*args, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "skipped, its data is not available here" in r.stderr and "Traceback" not in r.stderr
+    assert "needs data" in (tmp_path / "rep" / "report.md").read_text()
+    one = solstice("run", "toy", "--scale", "needs-data", "--out", str(tmp_path / "runs"), env=env)
+    assert one.returncode == 2 and "toy/absent.txt" in one.stderr

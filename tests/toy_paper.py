@@ -71,6 +71,7 @@ PAPER = PaperSpec(
         Claim("beats", "better than chance", "Fig. 2", check="accuracy > chance"),
         Claim("big", "a 70B model repeats better", "Table 3", not_run="needs a 70B model"),
     ),
-    scales={"smoke": Reproduction("24 items", limit=None), "small": Reproduction("200 items", {"n": 200})},
+    scales={"smoke": Reproduction("24 items", limit=None), "small": Reproduction("200 items", {"n": 200}),
+            "needs-data": Reproduction("24 items and a data file", {"data_file": "toy/absent.txt"})},
     datasets=_datasets,
 )

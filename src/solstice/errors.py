@@ -19,6 +19,10 @@ class DataError(SolsticeError):
     """A dataset is missing, unreadable or does not match its recorded checksum."""
 
 
+class DataUnavailable(DataError):
+    """A dataset is neither present locally nor downloadable from here; `reproduce` skips such a paper."""
+
+
 class CapabilityError(SolsticeError):
     """A model backend cannot do what a paper needs (e.g. hidden states from an API model)."""
 

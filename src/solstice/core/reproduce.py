@@ -1,7 +1,9 @@
 """`solstice reproduce`: every implemented paper at one scale, then one report.
 
 Runs are reused when possible: a completed run of the same paper, scale and config hash is kept,
-an unfinished one is resumed, so a killed `reproduce` loses no finished work."""
+an unfinished one is resumed, so a killed `reproduce` loses no finished work.
+A paper whose dataset is neither under SOLSTICE_DATA nor downloadable is skipped with a warning (listed in
+the report), not counted as a failure: a fresh machine without the data still gets a report."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from solstice.core.config import config_hash
 from solstice.core.records import RunRecord
 from solstice.core.registry import implemented, table
 from solstice.core.runner import prepare, run_paper
-from solstice.errors import ConfigError, SolsticeError
+from solstice.errors import ConfigError, DataUnavailable, SolsticeError
 
 log = logging.getLogger("solstice")
 
@@ -57,12 +59,19 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
             log.info("%s: %s", pid, "resuming " + str(prev) if prev else f"running at scale {scale}")
             res = run_paper(pid, scale=scale, models=models, out=out, resume=prev, argv=argv,
                             allow_code_exec=True)
+            if res.needs_data:
+                log.warning("%s: skipped, its data is not available here: %s", pid, res.error)
+                not_run[pid] = "needs data: " + res.error
+                continue
             summaries.append(load_run(res.path))
             if res.status != "completed":
                 log.error("%s: %s (%s)", pid, res.status, res.error)
                 code = max(code, 1)
                 if res.status == "interrupted":
                     break
+        except DataUnavailable as exc:
+            log.warning("%s: skipped, its data is not available here: %s", pid, exc)
+            not_run[pid] = f"needs data: {exc}"
         except SolsticeError as exc:
             log.error("%s: not run: %s", pid, exc)
             not_run[pid] = str(exc)

@@ -22,7 +22,13 @@ from solstice.core.records import RunRecord, new_run_dir
 from solstice.core.registry import get_paper
 from solstice.core.types import MetricValue
 from solstice.data.sources import resolve
-from solstice.errors import CapabilityError, ConfigError, ResumeError, SolsticeError
+from solstice.errors import (
+    CapabilityError,
+    ConfigError,
+    DataUnavailable,
+    ResumeError,
+    SolsticeError,
+)
 from solstice.models.loader import parse_spec, preflight, static_capabilities
 
 log = logging.getLogger("solstice")
@@ -35,6 +41,7 @@ class RunResult:
     metrics: dict[str, MetricValue]
     error: str = ""
     exit_code: int = 0
+    needs_data: bool = False  # failed only because a dataset is not available here
 
 
 def resolve_models(paper: PaperSpec, scale_models: dict[str, str], given: Sequence[str]) -> dict[str, str]:
@@ -151,6 +158,7 @@ def run_paper(
     })
     log.info("run directory: %s", record.path)
     status, error, code = "completed", "", 0
+    needs_data = False
     metrics: dict[str, MetricValue] = {}
     t0 = time.perf_counter()
     prev_term = signal.getsignal(signal.SIGTERM)
@@ -171,6 +179,7 @@ def run_paper(
         status, error, code = "interrupted", "interrupted; continue with --resume " + str(record.path), 130
     except SolsticeError as exc:
         status, error, code = "failed", str(exc), exc.exit_code
+        needs_data = isinstance(exc, DataUnavailable)
     except Exception as exc:  # noqa: BLE001 - recorded, reported in one line, traceback kept on disk
         (record.path / "error.log").write_text(traceback.format_exc())
         status, error, code = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0], 1
@@ -193,4 +202,4 @@ def run_paper(
             {"key": c.key, "status": s, "detail": d} for c in paper.claims for s, d in [assess(c, metrics)]
         ]
     record.update(**fields)
-    return RunResult(record.path, status, metrics, error, code)
+    return RunResult(record.path, status, metrics, error, code, needs_data)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solstice.errors import DataError
+from solstice.errors import DataError, DataUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +116,11 @@ def resolve(src: DataSource, *, download: bool = True) -> Path:
             raise
         except Exception as exc:  # network errors of any library
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise DataError(
+            raise DataUnavailable(
                 f"dataset '{src.name}' ({src.path}) is not under SOLSTICE_DATA and downloading it from "
                 f"{src.origin} failed ({reason}); place the file at {where}"
             ) from None
-    raise DataError(
+    raise DataUnavailable(
         f"dataset '{src.name}' ({src.path}) is not under SOLSTICE_DATA; get it from {src.origin} "
         f"and place it at {where}"
     )
