@@ -29,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from solstice.models.base import CAP_WHITEBOX, Model, Prompt
+from solstice.models.base import CAP_WHITEBOX, Model, ModelWrapper, Prompt
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def label_plan(model: Any, text: str, labels: Sequence[str]) -> Plan | None:
     return ctx + conts[0][:-1], n - 1, [c[-1] for c in conts]
 
 
-class SharedPrefixModel(Model):
+class SharedPrefixModel(ModelWrapper):
     """Wraps an hf model (anything with `.model`, `.tokenizer`, `.encode` and `.render`).
 
     min_prefix: groups whose common prefix is shorter are scored without a cache (still one pass).
@@ -85,9 +85,7 @@ class SharedPrefixModel(Model):
         for attr in ("model", "tokenizer", "encode", "render"):
             if not hasattr(inner, attr):
                 raise TypeError(f"SharedPrefixModel needs a transformers model (missing .{attr})")
-        self.inner = inner
-        self.spec = inner.spec
-        self.capabilities = inner.capabilities
+        super().__init__(inner)
         self.min_prefix = min_prefix
         self.group_tokens = group_tokens
         self.share_prefix = share_prefix
@@ -96,30 +94,6 @@ class SharedPrefixModel(Model):
         self._prefix: tuple[tuple[int, ...], Any] | None = None
         self.prefix_tokens_read = 0
         self.suffix_tokens_read = 0
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not set yet (during unpickling): avoid recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def info(self) -> dict[str, Any]:
-        return self.inner.info()
-
-    def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
-        return self.inner.render(prompt, add_generation_prompt)
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-    @property
-    def context_window(self) -> int:
-        return self.inner.context_window
-
-    def generate(self, prompts, params=None):
-        return self.inner.generate(prompts, params)
-
-    def loglikelihood(self, requests):
-        return self.inner.loglikelihood(requests)
 
     def close(self) -> None:
         self._prefix = None

@@ -132,22 +132,10 @@ def generate_from(model: Any, pre: Prefix, params: GenParams, *, seed_offset: in
 
 def _generate_hf(model: Any, pre: Prefix, params: GenParams, seed_offset: int) -> list[list[Completion]]:
     """`transformers.generate` from the cache (for top-p sampling)."""
-    torch, tf = model.torch, model.transformers
+    torch = model.torch
     p = params
     eos = model._eos_ids()
-    gcfg = tf.GenerationConfig(
-        max_new_tokens=p.max_new_tokens,
-        do_sample=not p.greedy,
-        temperature=p.temperature if not p.greedy else None,
-        top_p=p.top_p if not p.greedy else None,
-        top_k=(p.top_k or None) if not p.greedy else None,
-        num_return_sequences=1,
-        pad_token_id=model.tokenizer.pad_token_id,
-        eos_token_id=eos,
-        return_dict_in_generate=True,
-        output_scores=p.logprobs,
-        stop_strings=list(p.stop) or None,
-    )
+    gcfg = model.generation_config(p, num_return_sequences=1)
     ids, mask, cache = pre.ids, pre.mask, pre.cache
     if p.n > 1:
         cache.batch_repeat_interleave(p.n)
