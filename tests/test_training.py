@@ -211,9 +211,10 @@ def test_frozen_prefix_matches_the_full_model_in_training_and_scoring(tiny_llama
     train(model, tok, rows, cfg, prefix=prefix)
     for (n, a), b in zip(model.named_parameters(), slow.parameters()):
         assert torch.allclose(a, b, atol=1e-5), n
-    prompts, labels = ["Colour of the sky:", "A pet:"], ["blue sky", "dog"]
+    prompts = ["Colour of the sky:", "A pet:", "The opposite of a long word is a"]
+    labels = ["blue sky", "dog", "very long label here"]
     full = rank_classify(model, tok, prompts, labels, prefix=" ")
-    fast = rank_classify(model, tok, prompts, labels, prefix=" ", frozen=prefix)
+    fast = rank_classify(model, tok, prompts, labels, prefix=" ", frozen=prefix, batch_size=2)
     for a, b in zip(full.scores, fast.scores):
         assert a == pytest.approx(b, abs=1e-4)
     assert len(decoder_layers(model)) == 2 and all(type(m).__name__ != "PassThrough" for m in decoder_layers(model))

@@ -1,7 +1,7 @@
 """Shared fine-tuning layer: supervised examples (loss on the target only), a plain training loop
 with step hooks (gradient edits before clipping), a transformers Trainer integration, parameter
-selection (top-k layers, LoRA through peft, trainable-state checkpoints) and rank-classification
-evaluation.
+selection (top-k layers, LoRA through peft, trainable-state checkpoints), a frozen-prefix activation
+cache for partial fine-tuning, and rank-classification evaluation.
 
     from solstice.training import SupervisedExample, TrainConfig, train, rank_classify
     from solstice.training.params import add_lora, train_layers, save_trainable
@@ -33,6 +33,7 @@ _EXPORTS = {
     "save_trainable": "solstice.training.params",
     "load_trainable": "solstice.training.params",
     "attach_hooks": "solstice.training.hf",
+    "FrozenPrefix": "solstice.training.prefix",
 }
 
 __all__ = sorted(_EXPORTS)

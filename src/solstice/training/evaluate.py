@@ -129,24 +129,53 @@ def _score_block(model: Any, ctxs: list[list[int]], conts: list[list[list[int]]]
 
 def _score_frozen(model: Any, frozen: Any, ctxs: list[list[int]], conts: list[list[list[int]]], pad: int,
                   device: Any) -> list[list[tuple[float, int]]]:
-    """Like _score_block, one full sequence per (prompt, label) through the trained layers."""
+    """Like _score_block, through the trained layers only: each prompt and all its labels are
+    packed into one sequence ([prompt, label 1, label 2, ...]; every label block sees the prompt
+    and itself, through a 4D attention mask, with positions continuing the prompt), so the prompt
+    runs once. Blocks are right-aligned across the batch so one index set selects the logits."""
     import torch
 
-    from solstice.training.data import collate
-
-    seqs = [(r, j, ctxs[r] + conts[r][j]) for r in range(len(ctxs)) for j in range(len(conts[r]))]
-    res = [[(0.0, 0)] * len(conts[r]) for r in range(len(ctxs))]
-    rows = [{"input_ids": s, "labels": [-100] * len(ctxs[r]) + conts[r][j]} for r, j, s in seqs]
-    b = {k: v.to(device) for k, v in collate(rows, pad, side="left").items()}
-    k = max(len(conts[r][j]) for r, j, _ in seqs)
-    hidden = frozen.padded(frozen.states([s for _, _, s in seqs]), b["input_ids"].shape[1], "left")
-    with frozen.skipping(hidden):
-        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                       position_ids=b["position_ids"], logits_to_keep=k + 1, use_cache=False).logits
-    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts the last k tokens
-    labels = b["labels"][:, -k:]
-    for n, (r, j, _) in enumerate(seqs):
-        keep = labels[n] >= 0
-        tok_lp = lp[n][keep].gather(1, labels[n][keep][:, None])[:, 0]
-        res[r][j] = (float(tok_lp.sum()), int(keep.sum()))
+    B, L = len(ctxs), len(conts[0])
+    K = [max(len(conts[r][j]) for r in range(B)) for j in range(L)]
+    P_max = max(len(c) for c in ctxs)
+    W = P_max + sum(K)
+    states = frozen.states([ctxs[r] + conts[r][j] for r in range(B) for j in range(L)])
+    d = states[0].shape[-1]
+    ids = torch.full((B, W), pad, dtype=torch.long)
+    pos = torch.zeros((B, W), dtype=torch.long)
+    allowed = torch.zeros((B, W, W), dtype=torch.bool)
+    hidden = torch.zeros((B, W, d), dtype=states[0].dtype)
+    offsets = [P_max + sum(K[:j]) for j in range(L)]
+    for r in range(B):
+        P, p0 = len(ctxs[r]), P_max - len(ctxs[r])
+        ids[r, p0:P_max] = torch.tensor(ctxs[r])
+        pos[r, p0:P_max] = torch.arange(P)
+        hidden[r, p0:P_max] = states[r * L][:P].cpu()
+        allowed[r, p0:P_max, p0:P_max] = torch.ones(P, P, dtype=torch.bool).tril()
+        for j in range(L):
+            t, o = conts[r][j], offsets[j]
+            k = len(t)
+            ids[r, o : o + k] = torch.tensor(t)
+            pos[r, o : o + k] = torch.arange(P, P + k)
+            hidden[r, o : o + k] = states[r * L + j][P : P + k].cpu()
+            allowed[r, o : o + k, p0:P_max] = True
+            allowed[r, o : o + k, o : o + k] = torch.ones(k, k, dtype=torch.bool).tril()
+    dtype = next(model.parameters()).dtype
+    mask = torch.zeros((B, 1, W, W), dtype=dtype)
+    mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    # logits needed: the last prompt position (first label token) and each block's non-final positions
+    need = sorted({P_max - 1} | {offsets[j] + i for j in range(L) for i in range(K[j] - 1)})
+    col = {p: c for c, p in enumerate(need)}
+    with frozen.skipping(hidden.to(device)):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                       logits_to_keep=torch.tensor(need, device=device), use_cache=False).logits
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    res = []
+    for r in range(B):
+        row = []
+        for j in range(L):
+            t, o = conts[r][j], offsets[j]
+            preds = [col[P_max - 1]] + [col[o + i] for i in range(len(t) - 1)]
+            row.append((float(sum(lp[r, c, tok] for c, tok in zip(preds, t))), len(t)))
+        res.append(row)
     return res

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Any
 
 from solstice.core.types import MetricValue
@@ -125,7 +126,9 @@ def plot(cfg: Any, rows: list[dict[str, Any]], metrics: dict[str, MetricValue], 
         for c, m in enumerate(cfg.methods):
             mats = [np.array([[np.nan if x is None else x for x in row] for row in r["R"]], dtype=float)
                     for r in rows if r["order"] == k and r["method"] == m]
-            M = np.nanmean(np.stack(mats), axis=0) * 100
+            with warnings.catch_warnings():  # cells above the diagonal are never evaluated
+                warnings.simplefilter("ignore", RuntimeWarning)
+                M = np.nanmean(np.stack(mats), axis=0) * 100
             ax = axes[k][c]
             ax.imshow(M, vmin=0, vmax=100, cmap="viridis")
             for i in range(M.shape[0]):
@@ -154,7 +157,9 @@ def plot(cfg: Any, rows: list[dict[str, Any]], metrics: dict[str, MetricValue], 
     ax.set_xticks(np.arange(len(names)) + width * (n_m - 1) / 2, [n for _, n in names])
     ax.set_ylabel("%")
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
