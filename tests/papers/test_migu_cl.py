@@ -133,3 +133,13 @@ def test_whole_run_on_a_tiny_model_resumes_to_the_same_result(synthetic_tasks, t
     again = run_paper("migu", scale="smoke", resume=res.path)
     assert again.status == "completed", again.error
     assert {k: v.value for k, v in again.metrics.items()} == {k: v.value for k, v in m.items()}
+
+
+def test_bad_config_fails_before_a_run_directory_exists(tmp_path):
+    from solstice.core.runner import run_paper
+    from solstice.errors import ConfigError
+
+    for sets in (["orders=[[agnews, no-such-task]]"], ["threshold=1.5"], ["methods=[ewc]"], ["orders=[[sst2, sst2]]"]):
+        with pytest.raises(ConfigError):
+            run_paper("migu", scale="smoke", models=["tiny:llama"], sets=sets, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

@@ -28,14 +28,14 @@ class Config(BaseConfig):
                                 "1000/class standard split; spec small plan: 400)")
     n_test: int | None = Field(200, description="test examples per task (spec small plan: 200)")
     data_seed: int = Field(0, description="seed of the train/test subsets and of splitting one-split tasks")
-    test_fraction: float = Field(0.2, description="test share when a task has only one split (spec: split locally)")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="test share when a task has only one split (spec: split locally)")
     chat: bool = Field(False, description="wrap prompts in the model's chat template (plain text by default)")
     max_sentence_tokens: int | None = Field(96, description="input sentence truncated to this many tokens")
     # -- methods ------------------------------------------------------------------------------
     methods: list[str] = Field(list(METHODS), description="seqft (plain sequential fine-tuning), migu, "
                                "random (random-mask ablation at the same ratio, paper §5)")
     seeds: list[int] = Field([42, 1024], description="training seeds (paper scripts: 42, 1024, 2048)")
-    threshold: float = Field(0.7, description="MIGU quantile q: rows below it get no update, top ~30% "
+    threshold: float = Field(0.7, ge=0.0, le=1.0, description="MIGU quantile q: rows below it get no update, top ~30% "
                              "updated (ini_threshold in the paper's run scripts)")
     mask_mode: Literal["grad", "update"] = Field("grad", description="grad: zero gradient rows (paper); "
                                                  "update: also undo optimizer moves of masked rows")
@@ -82,8 +82,6 @@ class Config(BaseConfig):
             raise ValueError("orders must hold at least one non-empty task sequence")
         if any(len(set(o)) != len(o) for o in self.orders):
             raise ValueError("a task appears twice in one order")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError("threshold must lie in [0, 1]")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
         for name, v in (("n_train", self.n_train), ("n_test", self.n_test)):

@@ -33,7 +33,12 @@ def benchmark_source(cfg: Config) -> DataSource:
 
 
 def datasets(cfg: Config) -> list[DataSource]:
+    """The benchmark source when a benchmark task is used (checked before a run starts)."""
     used = {t for order in cfg.orders for t in order}
+    unknown = [t for t in used if t not in BENCHMARK and not Path(t).expanduser().is_dir()]
+    if unknown:
+        raise ConfigError(f"unknown task '{sorted(unknown)[0]}': use one of {', '.join(BENCHMARK)} "
+                          "or a folder with labels.json and train/test JSON")
     return [benchmark_source(cfg)] if used & set(BENCHMARK) else []
 
 
