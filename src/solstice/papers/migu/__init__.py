@@ -47,10 +47,10 @@ PAPER = PaperSpec(
     ),
     scales={
         "smoke": Reproduction(
-            "2 tasks (SST-2 -> QQP), 1 order, 3 methods, 1 seed; 16 training / 16 test examples per "
-            "task, top 2 layers trained; tiny but real numbers",
-            {"orders": [["sst2", "qqp"]], "seeds": [42], "n_train": 16, "n_test": 16, "train_layers": 2,
-             "max_sentence_tokens": 32, "max_length": 64, "diagnostic_examples": 8, "lr": 1e-4},
+            "2 tasks (SST-2 -> QQP), 1 order, 3 methods, 1 seed; 24 training (3 steps) / 16 test "
+            "examples per task, top 2 layers trained at lr 1e-3; tiny but real numbers",
+            {"orders": [["sst2", "qqp"]], "seeds": [42], "n_train": 24, "n_test": 16, "train_layers": 2,
+             "max_sentence_tokens": 32, "max_length": 64, "diagnostic_examples": 8, "lr": 1e-3},
             minutes=2.0,
         ),
         "small": Reproduction(
