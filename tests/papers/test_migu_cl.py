@@ -112,7 +112,7 @@ def test_whole_run_on_a_tiny_model_resumes_to_the_same_result(synthetic_tasks, t
     from solstice.core.runner import run_paper
 
     sets = [f"orders=[[{synthetic_tasks[0]}, {synthetic_tasks[1]}]]", "seeds=[1]", "n_train=8", "n_test=6",
-            "train_layers=null", "diagnostic_examples=4", "max_sentence_tokens=null", "lr=0.01", "batch_size=4"]
+            "train_layers=1", "diagnostic_examples=4", "max_sentence_tokens=null", "lr=0.01", "batch_size=4"]
     res = run_paper("migu", scale="smoke", models=["tiny:llama"], sets=sets, out=tmp_path / "runs")
     assert res.status == "completed", res.error
     m = res.metrics
@@ -126,6 +126,7 @@ def test_whole_run_on_a_tiny_model_resumes_to_the_same_result(synthetic_tasks, t
     assert migu_stage["migu"]["masked_steps"] == 2 and migu_stage["migu"]["task"] == 1
     assert not list((res.path / "artifacts" / "checkpoints").iterdir())  # cleaned up
     assert (res.path / "artifacts" / "summary.md").read_text().count("|") > 10
+    assert not json.loads((res.path / "run.json").read_text())["warnings"]  # the frozen-prefix cache held
     # kill after the first stages: drop the last chain's result and the metrics, resume
     (res.path / "stages" / "o0-random-s1__stage1.json").unlink()
     (res.path / "metrics.json").unlink()
