@@ -139,6 +139,7 @@ class RunContext:
 
     def add_plot(self, path: Path, caption: str) -> None:
         rel = Path(path).resolve().relative_to(self.out_dir.resolve()).as_posix()
+        self.plots = [p for p in self.plots if p["path"] != rel]  # a resumed run redraws its plots
         self.plots.append({"path": rel, "caption": caption})
         self._save_meta()
 

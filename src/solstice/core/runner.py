@@ -109,7 +109,8 @@ def run_paper(
         resolve(src)
 
     h = config_hash(cfg)
-    if old is not None:
+    if old is not None:  # a resumed run keeps its scale and the command that started it
+        scale = old.get("scale", scale)
         record = RunRecord(Path(resume))  # type: ignore[arg-type]
         done_rows = record.load_samples(repair=True)
         meta = old
@@ -145,7 +146,8 @@ def run_paper(
         "warnings": ctx.warnings,
         "plots": ctx.plots,
         "env": environment(),
-        "argv": list(argv) if argv is not None else sys.argv,
+        "argv": (old or {}).get("argv") or (list(argv) if argv is not None else sys.argv),
+        **({"resume_argv": list(argv) if argv is not None else sys.argv} if old is not None else {}),
     })
     log.info("run directory: %s", record.path)
     status, error, code = "completed", "", 0
