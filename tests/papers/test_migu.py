@@ -264,7 +264,7 @@ def test_hooked_optimizer_masks_before_clipping(tiny):
     total = 0.0
     for u in migu.units:
         assert torch.equal(u.weight[~u.mask], before[u.name][~u.mask])
-        total += float(((u.weight - before[u.name]) ** 2).sum())
+        total += float(((u.weight.detach() - before[u.name]) ** 2).sum())
     assert float(migu.units[0].m.sum()) == 0  # reset after the step
     opt.zero_grad()
     migu.detach()
