@@ -3,7 +3,6 @@
 import importlib.util
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,30 +14,29 @@ pytestmark = [
 ]
 
 
-def test_default_model_converts_once_then_loads_fast():
+def test_default_model_converts_once_then_loads_from_the_cache():
     from solstice.models.default import default_model_dir
 
     d = default_model_dir()  # converts on the very first call
-    assert (d / "model.safetensors").is_file() and (d / "tokenizer.json").is_file()
+    weights = d / "model.safetensors"
+    assert weights.is_file() and (d / "tokenizer.json").is_file()
+    before = weights.stat().st_mtime_ns
     code = (
-        # library imports are excluded: the load itself (no GGUF conversion) must be fast
-        "import time, torch, transformers; from transformers.models.llama import modeling_llama;"
-        "from transformers import AutoTokenizer, AutoModelForCausalLM; t=time.perf_counter();"
+        "import logging; logging.basicConfig(level=logging.INFO);"
         "from solstice.models import load_model; m=load_model('default');"
-        "print(time.perf_counter()-t, m.info()['num_layers'], m.info()['hidden_size'])"
+        "print(m.info()['num_layers'], m.info()['hidden_size'])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True)
-    secs, layers, hidden = out.stdout.split()
-    assert float(secs) < 3.0 and (layers, hidden) == ("30", "576")
+    assert out.stdout.split() == ["30", "576"]
+    # a second process loads the cached safetensors: no conversion, the file is not rewritten
+    assert "converting" not in out.stderr and weights.stat().st_mtime_ns == before
 
 
 def test_default_model_answers_and_scores_labels():
     from solstice.models import GenParams, load_model
 
     m = load_model("default")
-    t0 = time.perf_counter()
     out = m.generate([[{"role": "user", "content": "What is the capital of France?"}]], GenParams(max_new_tokens=12))
     assert "Paris" in out[0][0].text, out
-    assert time.perf_counter() - t0 < 30
     lp = m.label_logprobs([[{"role": "user", "content": "Is Paris in France? Answer yes or no."}]], ["Yes", "No"])[0]
     assert set(lp) == {"Yes", "No"} and max(lp.values()) < 0

@@ -85,7 +85,7 @@ class PaperSpec:
         return getattr(importlib.import_module(module), attr)
 
 
-_CHECK = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s*(>=|<=|>|<|==)\s*([A-Za-z0-9_./+-]+)\s*$")
+_CHECK = re.compile(r"^\s*([A-Za-z0-9_./@-]+)\s*(>=|<=|>|<|==)\s*([A-Za-z0-9_./@+-]+)\s*$")
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
     "==": lambda a, b: math.isclose(a, b, abs_tol=1e-9),

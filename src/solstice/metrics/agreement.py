@@ -133,6 +133,16 @@ def leniency(tpr, fpr):
 
 
 # -- library point estimates ----------------------------------------------------------------------
+def _coded_pair(a: Sequence[Any], b: Sequence[Any]):
+    """Both raters' labels as integer codes over their shared categories; None when a chance-corrected
+    coefficient is undefined (no paired labels, or a single category between them)."""
+    x, y, _ = paired_labels(a, b)
+    if not x:
+        return None
+    ca, cb, cats = _codes(x, y)
+    return None if len(cats) == 1 else (ca, cb, cats)
+
+
 def percent_agreement(a: Sequence[Any], b: Sequence[Any]) -> float:
     x, y, _ = paired_labels(a, b)
     return float(np.mean([u == v for u, v in zip(x, y)])) if x else _NAN
@@ -142,12 +152,10 @@ def cohens_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
     """Cohen's kappa (each rater's own marginals), from scikit-learn. NaN when undefined."""
     from sklearn.metrics import cohen_kappa_score
 
-    x, y, _ = paired_labels(a, b)
-    if not x:
-        return _NAN
-    ca, cb, cats = _codes(x, y)
-    if len(cats) == 1:
-        return _NAN  # both raters constant on the same label: 0/0
+    coded = _coded_pair(a, b)
+    if coded is None:
+        return _NAN  # no pairs, or both raters constant on the same label: 0/0
+    ca, cb, cats = coded
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(cohen_kappa_score(ca, cb, labels=list(range(len(cats)))))
@@ -157,12 +165,10 @@ def scotts_pi(a: Sequence[Any], b: Sequence[Any]) -> float:
     """Scott's pi (pooled marginals) = Fleiss' kappa for two raters, from statsmodels."""
     from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
-    x, y, _ = paired_labels(a, b)
-    if not x:
+    coded = _coded_pair(a, b)
+    if coded is None:
         return _NAN
-    ca, cb, cats = _codes(x, y)
-    if len(cats) == 1:
-        return _NAN
+    ca, cb, cats = coded
     table, _ = aggregate_raters(np.stack([ca, cb], axis=1), n_cat=len(cats))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -173,12 +179,10 @@ def krippendorff_alpha(a: Sequence[Any], b: Sequence[Any]) -> float:
     """Nominal Krippendorff's alpha of two raters, from the `krippendorff` package."""
     import krippendorff
 
-    x, y, _ = paired_labels(a, b)
-    if not x:
+    coded = _coded_pair(a, b)
+    if coded is None:
         return _NAN
-    ca, cb, cats = _codes(x, y)
-    if len(cats) == 1:
-        return _NAN
+    ca, cb, cats = coded
     data = np.stack([ca, cb]).astype(float)
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
 

@@ -196,3 +196,43 @@ class Model:
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+class ModelWrapper(Model):
+    """A model that wraps another (a cache, a shared-prefix scorer): everything it does not override
+    goes to `inner`, so the wrapper can stand wherever the wrapped model could."""
+
+    def __init__(self, inner: Model) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+        self.capabilities = inner.capabilities
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (during unpickling): avoid recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def info(self) -> dict[str, Any]:
+        return self.inner.info()
+
+    def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
+        return self.inner.render(prompt, add_generation_prompt)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    @property
+    def context_window(self) -> int:
+        return self.inner.context_window
+
+    def generate(self, prompts: Sequence[Prompt], params: GenParams | None = None) -> list[list[Completion]]:
+        return self.inner.generate(prompts, params)
+
+    def loglikelihood(self, requests: Sequence[tuple[Prompt | str, str]]) -> list[LoglikResult]:
+        return self.inner.loglikelihood(requests)
+
+    def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> list[dict[str, float]]:
+        return self.inner.label_logprobs(prompts, labels)
+
+    def close(self) -> None:
+        self.inner.close()

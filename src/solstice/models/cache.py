@@ -16,18 +16,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from solstice.models.base import Completion, GenParams, LoglikResult, Model, Prompt
+from solstice.models.base import Completion, GenParams, LoglikResult, Model, ModelWrapper, Prompt
 
 
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class CachedModel(Model):
+class CachedModel(ModelWrapper):
     def __init__(self, model: Model, path: str | Path) -> None:
-        self.inner = model
-        self.spec = model.spec
-        self.capabilities = model.capabilities
+        super().__init__(model)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False)
@@ -35,22 +33,6 @@ class CachedModel(Model):
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def info(self) -> dict[str, Any]:
-        return self.inner.info()
-
-    def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
-        return self.inner.render(prompt, add_generation_prompt)
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-    @property
-    def context_window(self) -> int:
-        return self.inner.context_window
 
     def _get(self, keys: list[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}

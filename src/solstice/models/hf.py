@@ -208,25 +208,30 @@ class HFModel(Model):
         return ids.to(self.device), mask.to(self.device)
 
     # -- generation --------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Prompt], params: GenParams | None = None) -> list[list[Completion]]:
-        torch, tf = self.torch, self.transformers
-        p = params or GenParams()
-        enc = [self.encode(self.render(pr)) for pr in prompts]
-        out: list[list[Completion] | None] = [None] * len(prompts)
-        eos = self._eos_ids()
-        gcfg = tf.GenerationConfig(
+    def generation_config(self, p: GenParams, num_return_sequences: int = 1) -> Any:
+        """The transformers GenerationConfig for `p` (greedy or sampled, stops, EOS, scores)."""
+        greedy = p.greedy
+        return self.transformers.GenerationConfig(
             max_new_tokens=p.max_new_tokens,
-            do_sample=not p.greedy,
-            temperature=p.temperature if not p.greedy else None,
-            top_p=p.top_p if not p.greedy else None,
-            top_k=(p.top_k or None) if not p.greedy else None,
-            num_return_sequences=p.n,
+            do_sample=not greedy,
+            temperature=None if greedy else p.temperature,
+            top_p=None if greedy else p.top_p,
+            top_k=None if greedy else (p.top_k or None),
+            num_return_sequences=num_return_sequences,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=eos,
+            eos_token_id=self._eos_ids(),
             return_dict_in_generate=True,
             output_scores=p.logprobs,
             stop_strings=list(p.stop) or None,
         )
+
+    def generate(self, prompts: Sequence[Prompt], params: GenParams | None = None) -> list[list[Completion]]:
+        torch = self.torch
+        p = params or GenParams()
+        enc = [self.encode(self.render(pr)) for pr in prompts]
+        out: list[list[Completion] | None] = [None] * len(prompts)
+        eos = self._eos_ids()
+        gcfg = self.generation_config(p, num_return_sequences=p.n)
         lengths = [len(e) + p.max_new_tokens for e in enc]
         for b, idx in enumerate(self._batches(lengths, per_item=p.n)):
             ids, mask = self._pad_left([enc[i] for i in idx])
