@@ -84,11 +84,11 @@ def main() -> None:
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
+    from solstice.models.tokens import get_counter
     from solstice.retrieval.adjacency import mention_adjacency
     from solstice.retrieval.documents import Corpus
     from solstice.retrieval.grouping import group_documents, passage_grouping
     from solstice.retrieval.index import UnitIndex
-    from solstice.retrieval.tokens import get_counter
 
     corpus, queries, what = corpus_and_queries(args.queries)
     res: dict[str, float | str] = {"corpus": what, "threads": os.environ.get("OMP_NUM_THREADS", "all"),

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from solstice.errors import ConfigError, DataError
+from solstice.models.tokens import WordCounter, get_counter
 from solstice.retrieval.adjacency import (
     Adjacency,
     build_adjacency,
@@ -31,7 +32,6 @@ from solstice.retrieval.grouping import (
 )
 from solstice.retrieval.index import UnitIndex
 from solstice.retrieval.select import select
-from solstice.retrieval.tokens import WordCounter, get_counter
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
 

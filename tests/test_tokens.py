@@ -1,4 +1,5 @@
-"""The shared token-counting layer: counter specs, offline tiktoken errors, truncation bounds."""
+"""The shared token-counting layer (long-context papers and retrieval): counter specs, batched counts,
+token spans, offline tiktoken errors, truncation bounds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from solstice.errors import ConfigError, DataError
 from solstice.models.fake import FakeModel
 from solstice.models.tokens import (
     CharCounter,
+    HFTokenizerCounter,
     ModelCounter,
     WordCounter,
     get_counter,
@@ -26,9 +28,86 @@ def test_counter_specs():
     c = get_counter("model", fake)
     assert isinstance(c, ModelCounter) and not c.exact and c.info()["exact"] is False
     assert prompt_tokens(fake, [{"role": "user", "content": "a b c"}], WordCounter()) >= 3
-    for bad in ("nonsense", "chars:x", "model"):
+    for bad in ("nonsense", "chars:x", "model", "words*x", "words*0", "hf:", "chars:0"):
         with pytest.raises(ConfigError):
             get_counter(bad)
+    with pytest.raises(ConfigError):
+        get_counter(3.5)  # type: ignore[arg-type]
+
+
+def test_retrieval_spec_forms_and_pass_through(tiny_llama):
+    assert get_counter("words*1.3").count("a b c") == 4 and get_counter("words*1.3").name == "words*1.3"
+    assert get_counter("words*2").count("") == 0
+    minilm = get_counter("minilm")
+    assert minilm is get_counter("minilm") and minilm.name == "minilm" and minilm.exact
+    # WordPiece: lower-cased, unknown words cut into pieces, no [CLS]/[SEP]
+    assert minilm.encode("Hello hello") == minilm.encode("hello HELLO") and minilm.count("hello") == 1
+    assert minilm.count("electroencephalography") > 1
+    assert get_counter(minilm) is minilm and get_counter(WordCounter(2.0)).name == "words*2"
+
+    class Duck:  # any object with the counter methods passes through unchanged
+        name = "duck"
+
+        def count(self, text):
+            return 1
+
+        def count_many(self, texts):
+            return [1] * len(texts)
+
+        def spans(self, text):
+            return [(0, len(text))]
+
+    duck = Duck()
+    assert get_counter(duck) is duck
+    mc = get_counter(tiny_llama)
+    assert isinstance(mc, ModelCounter) and mc.name == f"model:{tiny_llama.name}"
+    assert mc.count(TEXT) == tiny_llama.count_tokens(TEXT)
+
+
+def test_hf_counter_from_a_folder_a_file_or_an_object(tmp_path):
+    from solstice.retrieval.encoders import embedded_minilm_dir
+
+    d = embedded_minilm_dir()
+    tf = pytest.importorskip("transformers")
+    by_dir, by_file = HFTokenizerCounter(str(d)), get_counter(f"hf:{d / 'tokenizer.json'}")
+    by_obj = HFTokenizerCounter(tf.AutoTokenizer.from_pretrained(str(d)), name="mine")
+    texts = [TEXT, "Tokenizers split un-familiar words: électroencéphalographie!", ""]
+    for c in (by_dir, by_file, by_obj):
+        assert c.exact and c.info()["vocab_size"] == 30522
+        assert c.count_many(texts) == get_counter("minilm").count_many(texts)
+        assert [c.spans(t) for t in texts] == [get_counter("minilm").spans(t) for t in texts]
+    assert by_dir.name == f"hf:{d}" and by_obj.name == "mine"
+    with pytest.raises(ConfigError, match="could not load tokenizer"):
+        HFTokenizerCounter(str(tmp_path / "absent"))
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text("{}")
+    with pytest.raises(ConfigError, match="could not load tokenizer"):
+        get_counter(f"hf:{bad}")
+
+
+def _counters(tiny_llama):
+    return [WordCounter(), WordCounter(1.3), CharCounter(3), CharCounter(2.5), get_counter("minilm"),
+            ModelCounter(tiny_llama), get_counter("model", FakeModel.from_function(lambda *a: ""))]
+
+
+def test_count_many_and_spans_agree_with_count(tiny_llama):
+    texts = ["", "  ", TEXT, "Ünïcode  text,\twith\npunctuation; and CAPS.", "a" * 37]
+    for c in _counters(tiny_llama):
+        assert c.count_many(texts) == [c.count(t) for t in texts] and c.count_many([]) == [], c.name
+        assert all(c(t) == c.count(t) for t in texts)
+        for t in texts:
+            sp = c.spans(t)
+            assert all(0 <= s <= e <= len(t) for s, e in sp), c.name
+            assert all(a[0] <= b[0] for a, b in zip(sp, sp[1:])), c.name
+            if not isinstance(c, ModelCounter) or c.exact:  # an estimating model has word spans
+                assert len(sp) == c.count(t), (c.name, t)
+            if c.exact:
+                assert len(c.encode(t)) == c.count(t)
+    words = WordCounter()
+    assert [TEXT[s:e] for s, e in words.spans(TEXT)] == TEXT.split()
+    assert words.encode(TEXT) is None and CharCounter().encode(TEXT) is None
+    assert CharCounter(4).spans("abcdefghij") == [(0, 4), (4, 8), (8, 10)]
+    assert WordCounter(2).spans("x y") == [(0, 1), (0, 1), (2, 3), (2, 3)]
 
 
 @pytest.mark.parametrize("side", ["middle", "left", "right"])
@@ -73,3 +152,23 @@ def test_tiktoken_offline_errors(tmp_path, monkeypatch):
         get_counter(f"tiktoken:{other}")
     with pytest.raises(DataError, match="does not exist"):
         get_counter(f"tiktoken:{tmp_path / 'absent.tiktoken'}")
+
+
+def test_tiktoken_counts_and_spans_with_a_byte_level_encoding():
+    tiktoken = pytest.importorskip("tiktoken")
+    from solstice.models.tokens import TiktokenCounter
+
+    ranks = {bytes([i]): i for i in range(256)} | {b"ab": 256, b"abab": 257}
+    c = TiktokenCounter(tiktoken.Encoding("bytes", pat_str=r"\S+|\s+", mergeable_ranks=ranks, special_tokens={}))
+    assert c.name == "tiktoken:bytes" and c.exact and c.info()["vocab_size"] == 258
+    texts = ["abab ab x", "", "é<|endoftext|>ab", "naïve café"]
+    assert c.count_many(texts) == [c.count(t) for t in texts] == [len(c.encode(t)) for t in texts]
+    assert c.count("abab ab x") == 5 and c.decode(c.encode(texts[2])) == texts[2]
+    for t in texts:
+        sp = c.spans(t)
+        assert len(sp) == c.count(t) and (not sp or sp[-1][1] == len(t))
+        assert all(a[1] == b[0] for a, b in zip(sp, sp[1:]))  # contiguous, never inside a character
+        assert "".join(t[s:e] for s, e in sp) == t
+    assert c.spans("éa") == [(0, 0), (0, 1), (1, 2)]  # é is two byte tokens: the first is empty
+    for side in ("middle", "left", "right"):
+        assert c.count(truncate_tokens("naïve café " * 9, 17, c, side=side)) <= 17

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from solstice.errors import ConfigError
+from solstice.models.tokens import TokenCounter, get_counter
 from solstice.retrieval.documents import Unit
-from solstice.retrieval.tokens import TokenCounter, get_counter
 
 BACKOFF = 32
 MODES = ("window", "document", "packed")

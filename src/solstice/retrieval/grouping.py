@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from solstice.errors import ConfigError
+from solstice.models.tokens import TokenCounter, get_counter
 from solstice.retrieval.adjacency import Adjacency
 from solstice.retrieval.chunking import split_spans
 from solstice.retrieval.documents import DOC_TEMPLATE, Corpus, Document, Unit, make_unit
-from solstice.retrieval.tokens import TokenCounter, get_counter
 
 log = logging.getLogger(__name__)
 GROUPING_VERSION = "1"

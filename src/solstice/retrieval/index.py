@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from solstice.errors import ConfigError, DataError, require
+from solstice.models.tokens import TokenCounter, get_counter
 from solstice.retrieval.chunking import Chunk, chunk_texts, chunk_units
 from solstice.retrieval.documents import Unit, load_units, save_units
 from solstice.retrieval.encoders import Encoder, load_encoder
-from solstice.retrieval.tokens import TokenCounter, get_counter
 
 log = logging.getLogger(__name__)
 INDEX_VERSION = "1"

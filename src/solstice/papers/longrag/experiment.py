@@ -13,13 +13,13 @@ from typing import Any
 
 from solstice.errors import ConfigError
 from solstice.metrics.retrieval import answer_matcher, budget_cutoff, token_string
+from solstice.models.tokens import get_counter
 from solstice.papers.longrag.data import Question
 from solstice.retrieval.adjacency import Adjacency, build_adjacency
 from solstice.retrieval.chunking import Chunk, chunk_units
 from solstice.retrieval.documents import Corpus
 from solstice.retrieval.grouping import Grouping, group_documents, passage_grouping, random_grouping
 from solstice.retrieval.index import UnitIndex
-from solstice.retrieval.tokens import get_counter
 
 log = logging.getLogger(__name__)
 
