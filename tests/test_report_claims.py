@@ -36,3 +36,14 @@ def test_readme_markers_are_replaced_in_place(tmp_path):
     text = readme.read_text()
     assert "old table" not in text and "after" in text and text.count(START) == 1
     assert "`solstice run x`" in text and "wall time 12 s" in readme_block([s])
+
+
+def test_save_figure_writes_the_png_and_frees_the_figure(tmp_path):
+    from solstice.report.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    out = save_figure(fig, tmp_path / "f.png", dpi=50)
+    assert out == tmp_path / "f.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.number not in plt.get_fignums()

@@ -19,6 +19,7 @@ from solstice.papers.bigcodebench import prompts, scoring
 from solstice.papers.bigcodebench.config import Config
 from solstice.papers.bigcodebench.sanitize import SANITIZE_VERSION, sanitize
 from solstice.papers.bigcodebench.tasks import Task, data_source, load_tasks, select, summary
+from solstice.report.plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -259,18 +260,12 @@ def _plot(ctx, breakdown: dict[str, Any]) -> None:
     doms = breakdown["domains"]
     if not doms:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 2.6))
     names = list(doms)
     ax.bar(names, [doms[n]["pass@1"] * 100 for n in names], color="#4477aa")
     ax.set_ylabel("pass@1 (%)")
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    fig.tight_layout()
-    path = ctx.artifact("pass_by_domain.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save_figure(fig, ctx.artifact("pass_by_domain.png"), dpi=110)
     ctx.add_plot(path, "pass@1 by domain (tasks count in every domain they touch)")

@@ -17,6 +17,7 @@ import numpy as np
 from solstice.core.types import MetricValue
 from solstice.metrics.agreement import agreement, ranking_agreement, score_matrix
 from solstice.papers.judging_judges.data import JUDGES, LEXICAL, Release, scorable
+from solstice.report.plots import pyplot, save_figure
 
 
 def analyze_release(rel: Release, *, n_resamples: int = 1000, seed: int = 12345) -> dict[str, Any]:
@@ -128,10 +129,7 @@ def scores_table(res: dict[str, Any]) -> str:
 def plot_kappa_vs_pa(res: dict[str, Any], path) -> None:
     """Scatter of Cohen's kappa against percent agreement, one labelled point per judge, with
     bootstrap CIs; annotated with each judge's largest exam-taker score deviation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     placed: list[tuple[float, float]] = []
@@ -150,6 +148,4 @@ def plot_kappa_vs_pa(res: dict[str, Any], path) -> None:
     ax.set_ylabel("Cohen's κ with humans")
     ax.set_title(f"Released verdicts ({res['version']}): κ vs percent agreement\n(in brackets: max |score deviation| over exam-takers, points)", fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

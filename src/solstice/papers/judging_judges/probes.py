@@ -20,6 +20,7 @@ from solstice.judge.base import Verdict
 from solstice.metrics import proportion_metric
 from solstice.metrics.agreement import agreement
 from solstice.metrics.stats import paired_metric
+from solstice.report.plots import pyplot, save_figure
 
 
 def record(v: Verdict) -> dict[str, Any]:
@@ -82,10 +83,7 @@ def probe_items(exam: Sequence[Mapping[str, Any]], n_questions: int) -> list[dic
 
 def template_length_plot(rows: Sequence[Mapping[str, Any]], path) -> None:
     """Live judge's kappa per template against the template's length in tokens."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     rows = sorted(rows, key=lambda r: r["tokens"])
@@ -101,17 +99,12 @@ def template_length_plot(rows: Sequence[Mapping[str, Any]], path) -> None:
     ax.set_xlabel("template length (tokens, without the item)")
     ax.set_ylabel("Cohen's κ with the true labels")
     ax.set_title("Live judge: guideline length vs alignment", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def acceptance_plot(metrics: Mapping[str, MetricValue], judges: Sequence[tuple[str, str]], kinds: Sequence[str], path) -> None:
     """Grouped bars: share of answers of each kind judged correct, per judge."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     w = 0.8 / max(1, len(judges))
@@ -123,9 +116,7 @@ def acceptance_plot(metrics: Mapping[str, MetricValue], judges: Sequence[tuple[s
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7)
     ax.set_title("Synthetic exam: acceptance per answer kind (correct kinds should be 1, others 0)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def live_tables(metrics: Mapping[str, MetricValue], kinds: Sequence[str], templates: Sequence[Mapping[str, Any]] = ()) -> str:

@@ -10,15 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from solstice.core.types import MetricValue
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from solstice.report.plots import pyplot, save_figure
 
 
 def _bar(ax, x, mv: MetricValue | None, color: str, label: str | None) -> None:
@@ -32,7 +24,7 @@ def _bar(ax, x, mv: MetricValue | None, color: str, label: str | None) -> None:
 
 def forward_figure(metrics: Mapping[str, MetricValue], modes: Sequence[str], path: Path, title: str) -> None:
     """Two panels (binarised phi, softmax r): model-human and model-EV per mode; the human-EV line."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, (kind, h_key, e_key) in zip(axes, (("binarised choices (phi)", "phi_model_human", "phi_model_ev"),
                                                ("model P(A) (softmax r)", "r_model_human", "r_model_ev"))):
@@ -47,13 +39,11 @@ def forward_figure(metrics: Mapping[str, MetricValue], modes: Sequence[str], pat
     axes[0].set_ylabel("correlation")
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def scatter_figure(p_model: Sequence[float], a_rate: Sequence[float], path: Path, title: str) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 3.6))
     ax.scatter(a_rate, p_model, s=4, alpha=0.4)
     ax.set_xlabel("human rate of choosing A")
@@ -61,16 +51,14 @@ def scatter_figure(p_model: Sequence[float], a_rate: Sequence[float], path: Path
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def inverse_figure(human: Sequence[float], llm: Mapping[str, Sequence[float]], rhos: Mapping[str, Mapping[str, float]],
                    path: Path, title: str) -> None:
     """Left: LLM mean rank vs human mean rank per method. Right: Spearman with each reference model,
     for humans and for each LLM method."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, ranks in llm.items():
         axes[0].scatter(human, ranks, s=12, label=name)
@@ -87,6 +75,4 @@ def inverse_figure(human: Sequence[float], llm: Mapping[str, Sequence[float]], r
     axes[1].set_ylabel("Spearman rho with the model's ranking")
     axes[1].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -20,6 +20,7 @@ from solstice.papers.longins import data as D
 from solstice.papers.longins import scoring as S
 from solstice.papers.longins.config import Config
 from solstice.papers.longins.prompts import build_prompt
+from solstice.report.plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 TRUNC_MARKER = "\n[...]\n"
@@ -286,10 +287,7 @@ def _plot(ctx: Any, curve: dict[str, dict[int, float]], buckets: list) -> None:
     lengths = sorted({L for pts in curve.values() for L in pts})
     if len(lengths) < 2:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for name, pts in curve.items():
@@ -300,8 +298,5 @@ def _plot(ctx: Any, curve: dict[str, dict[int, float]], buckets: list) -> None:
     ax.set_xlabel("bucket length (tokens)")
     ax.set_ylabel("F1 ×100 (fixed rule)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(ctx.artifact("f1_vs_length.png"))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, ctx.artifact("f1_vs_length.png"))
     ctx.add_plot(path, "LongIns F1 (fixed rule) by bucket length: model and model-free predictors")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from solstice.core.types import MetricValue
+from solstice.report.plots import pyplot, save_figure
 
 _KEY = re.compile(r"^(squad_)?(sr|ar|tok)_(k|b)(\d+)_(.+)_(bm25|dense)$")
 
@@ -66,10 +67,7 @@ def plot_retrieval(metrics: Mapping[str, MetricValue], cfg: Any, path: Path) -> 
     rets = [r for r in ("dense", "bm25") if any(d == "main" and rr == r for d, rr, _ in data)]
     if not rets:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(len(rets), 2, figsize=(10, 3.6 * len(rets)), squeeze=False)
     for row, ret in enumerate(rets):
@@ -89,7 +87,5 @@ def plot_retrieval(metrics: Mapping[str, MetricValue], cfg: Any, path: Path) -> 
             ax.set_title(f"{ret}: support recall by {label}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path

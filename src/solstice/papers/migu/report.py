@@ -15,6 +15,7 @@ from solstice.papers.migu.cl_metrics import (
     forgetting,
     pooled_values,
 )
+from solstice.report.plots import pyplot, save_figure
 
 HIGHER = {"aa": True, "forgetting": False, "bwt": True}
 
@@ -114,10 +115,7 @@ def write_outputs(cfg: Any, ctx: Any, results: dict[str, Any], metrics: dict[str
 
 
 def plot(cfg: Any, rows: list[dict[str, Any]], metrics: dict[str, MetricValue], path: Any) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     n_o, n_m = len(cfg.orders), len(cfg.methods)
@@ -160,6 +158,5 @@ def plot(cfg: Any, rows: list[dict[str, Any]], metrics: dict[str, MetricValue], 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
     return path

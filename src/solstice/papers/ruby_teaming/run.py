@@ -14,6 +14,7 @@ import numpy as np
 from solstice.core.types import MetricValue
 from solstice.errors import ConfigError
 from solstice.metrics import mean_metric
+from solstice.report.plots import pyplot, save_figure
 
 from .config import Config
 from .descriptors import BUILTIN_SEEDS, load_descriptors, read_seed_file, seed_source
@@ -179,10 +180,7 @@ def _aggregate(cfg: Config, results: dict[str, dict[int, dict[str, Any]]], prima
 def _write_curves(ctx, results: dict[str, dict[int, dict[str, Any]]], primary: str) -> None:
     curves = {m: {str(s): r["curve"] for s, r in by_seed.items()} for m, by_seed in results.items()}
     ctx.artifact("curves.json").write_text(json.dumps(curves, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = [(f"asr_{primary}", "ASR"), (f"sei_risk_{primary}", "SEI (risk)"), (f"sdi_risk_{primary}", "SDI (risk)")]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3))
@@ -197,10 +195,5 @@ def _write_curves(ctx, results: dict[str, dict[int, dict[str, Any]]], primary: s
         ax.set_title(title)
         ax.set_xlabel("iteration")
     axes[0].legend()
-    fig.tight_layout()
-    path = ctx.artifact("curves.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    if not any(p["path"].endswith("curves.png") for p in ctx.plots):
-        ctx.add_plot(path, f"archive ASR / SEI / SDI ({primary} evaluator) vs iteration; "
-                     "mean ± sd over seeds")
+    path = save_figure(fig, ctx.artifact("curves.png"), dpi=110)
+    ctx.add_plot(path, f"archive ASR / SEI / SDI ({primary} evaluator) vs iteration; mean ± sd over seeds")

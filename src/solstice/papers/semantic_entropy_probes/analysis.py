@@ -24,6 +24,7 @@ from solstice.papers.semantic_entropy_probes.evaluate import (
     layer_curve,
     out_of_distribution,
 )
+from solstice.report.plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 POSITIONS = ("slt", "tbg")
@@ -199,10 +200,7 @@ def _write_report(ctx, report: dict[str, Any]) -> None:
 
 
 def _plot(ctx, curves: dict[str, list[float | None]], kept: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, (title, keys) in zip(axes, (
@@ -218,8 +216,5 @@ def _plot(ctx, curves: dict[str, list[float | None]], kept: list[str]) -> None:
         ax.set_xlabel("layer (0 = embeddings)")
         ax.legend(fontsize=8)
     axes[0].set_ylabel("AUROC (in-distribution, mean over sets)")
-    fig.tight_layout()
-    path = ctx.artifact("layer_auroc.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, ctx.artifact("layer_auroc.png"))
     ctx.add_plot(path, f"Per-layer probe AUROC, in-distribution, mean over {', '.join(kept)}")
