@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +63,25 @@ def safe_auroc(y_true: Sequence[float], score_higher_is_riskier: Sequence[float]
     return AUROC(_auc(y, s), True, int(y.size), npos)
 
 
+def _stratified_ci(groups: Sequence[tuple[np.ndarray, ...]], stat: Callable[..., float], n_resamples: int,
+                   confidence: float, seed: int) -> tuple[float, float] | None:
+    """Percentile CI of the mean over groups of `stat(*arrays)`, each resample redrawing rows within
+    every group (the arrays of a group are resampled together); NaN statistics are left out."""
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_resamples):
+        vals = []
+        for arrays in groups:
+            i = rng.integers(0, arrays[0].size, size=arrays[0].size)
+            v = stat(*(a[i] for a in arrays))
+            if not math.isnan(v):
+                vals.append(v)
+        if vals:
+            stats.append(float(np.mean(vals)))
+    alpha = 50 * (1 - confidence)
+    return (float(np.percentile(stats, alpha)), float(np.percentile(stats, 100 - alpha))) if stats else None
+
+
 def auroc_metric(y_true: Sequence[float], score_higher_is_riskier: Sequence[float], *,
                  n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95, seed: int = DEFAULT_SEED,
                  note: str = "") -> MetricValue:
@@ -84,19 +103,7 @@ def mean_auroc_metric(groups: Sequence[tuple[Sequence[float], Sequence[float]]],
     if not ok:
         return MetricValue(math.nan, 0, None, True, msg or "undefined")
     value = float(np.mean([_auc(y, s) for y, s in ok]))
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_resamples):
-        vals = []
-        for y, s in ok:
-            i = rng.integers(0, y.size, size=y.size)
-            v = _auc(y[i], s[i])
-            if not math.isnan(v):
-                vals.append(v)
-        if vals:
-            stats.append(float(np.mean(vals)))
-    alpha = 50 * (1 - confidence)
-    ci = (float(np.percentile(stats, alpha)), float(np.percentile(stats, 100 - alpha))) if stats else None
+    ci = _stratified_ci(ok, _auc, n_resamples, confidence, seed)
     return MetricValue(value, int(sum(y.size for y, _ in ok)), ci, True, msg)
 
 
@@ -115,17 +122,5 @@ def paired_difference_metric(groups: Sequence[tuple[Sequence[float], Sequence[fl
     if not data:
         return MetricValue(math.nan, 0, None, True, note or "undefined")
     value = float(np.mean([_auc(y, a) - _auc(y, b) for y, a, b in data]))
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_resamples):
-        vals = []
-        for y, a, b in data:
-            i = rng.integers(0, y.size, size=y.size)
-            d = _auc(y[i], a[i]) - _auc(y[i], b[i])
-            if not math.isnan(d):
-                vals.append(d)
-        if vals:
-            stats.append(float(np.mean(vals)))
-    alpha = 50 * (1 - confidence)
-    ci = (float(np.percentile(stats, alpha)), float(np.percentile(stats, 100 - alpha))) if stats else None
+    ci = _stratified_ci(data, lambda y, a, b: _auc(y, a) - _auc(y, b), n_resamples, confidence, seed)
     return MetricValue(value, int(sum(y.size for y, _, _ in data)), ci, True, note)
