@@ -46,6 +46,11 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
     not_run = {pid: "not implemented yet" for pid in table() if pid not in implemented() and not only}
     summaries = []
     code = 0
+
+    def skip_for_data(pid: str, why: str) -> None:
+        log.warning("%s: skipped, its data is not available here: %s", pid, why)
+        not_run[pid] = f"needs data: {why}"
+
     t0 = time.perf_counter()
     for pid in ids:
         try:
@@ -59,9 +64,8 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
             log.info("%s: %s", pid, "resuming " + str(prev) if prev else f"running at scale {scale}")
             res = run_paper(pid, scale=scale, models=models, out=out, resume=prev, argv=argv,
                             allow_code_exec=True)
-            if res.needs_data:
-                log.warning("%s: skipped, its data is not available here: %s", pid, res.error)
-                not_run[pid] = "needs data: " + res.error
+            if res.needs_data:  # a dataset the paper opens while running
+                skip_for_data(pid, res.error)
                 continue
             summaries.append(load_run(res.path))
             if res.status != "completed":
@@ -69,9 +73,8 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
                 code = max(code, 1)
                 if res.status == "interrupted":
                     break
-        except DataUnavailable as exc:
-            log.warning("%s: skipped, its data is not available here: %s", pid, exc)
-            not_run[pid] = f"needs data: {exc}"
+        except DataUnavailable as exc:  # a dataset checked before the run starts
+            skip_for_data(pid, str(exc))
         except SolsticeError as exc:
             log.error("%s: not run: %s", pid, exc)
             not_run[pid] = str(exc)
