@@ -109,3 +109,10 @@ def test_reproduce_skips_a_paper_whose_data_is_absent(tmp_path):
     assert "needs data" in (tmp_path / "rep" / "report.md").read_text()
     one = solstice("run", "toy", "--scale", "needs-data", "--out", str(tmp_path / "runs"), env=env)
     assert one.returncode == 2 and "toy/absent.txt" in one.stderr
+
+
+def test_reproduce_refuses_an_unknown_scale_before_writing_anything(tmp_path):
+    r = solstice("reproduce", "--only", "toy", "--scale", "bogus", "--out", str(tmp_path / "runs"),
+                 "--report", str(tmp_path / "rep"), env=cli_env())
+    assert r.returncode == 2 and "scale 'bogus'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "runs").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from solstice.core.config import config_hash
 from solstice.core.records import RunRecord
-from solstice.core.registry import implemented, table
+from solstice.core.registry import get_paper, implemented, table
 from solstice.core.runner import prepare, run_paper
 from solstice.errors import ConfigError, DataUnavailable, SolsticeError
 
@@ -43,6 +43,10 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
     unknown = [i for i in ids if i not in table()]
     if unknown:
         raise ConfigError(f"unknown paper '{unknown[0]}'; `solstice list` shows the papers")
+    lacking = [pid for pid in ids if scale not in get_paper(pid).scales]
+    if lacking:  # refuse before running anything, so no partial report is written
+        raise ConfigError(f"scale '{scale}' is not defined for {', '.join(lacking)}; "
+                          f"scales: {', '.join(get_paper(lacking[0]).scales)}")
     not_run = {pid: "not implemented yet" for pid in table() if pid not in implemented() and not only}
     summaries = []
     code = 0
