@@ -51,6 +51,10 @@ class Claim:
     check: str | None = None
     setting: str = ""
     not_run: str = ""
+    # "claim": a claim about the paper's effect, tested on model outputs (may be "reproduced").
+    # "harness": a golden value, parity with official outputs or a data fact (pass/fail, reported
+    # apart, never counted in the paper-claims tally).
+    kind: str = "claim"
 
 
 @dataclass(frozen=True)

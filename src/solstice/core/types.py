@@ -34,6 +34,8 @@ class MetricValue:
     ci95: tuple[float, float] | None = None
     higher_is_better: bool | None = True
     note: str = ""
+    # What the CI resamples: "items", "seeds", "clusters", "pairs" ... ("" when there is no CI).
+    unit: str = ""
 
     def to_json(self) -> dict[str, Any]:
         def clean(x: float) -> float | None:
@@ -45,6 +47,7 @@ class MetricValue:
             "ci95": None if self.ci95 is None else [clean(self.ci95[0]), clean(self.ci95[1])],
             "higher_is_better": self.higher_is_better,
             **({"note": self.note} if self.note else {}),
+            **({"unit": self.unit} if self.unit else {}),
         }
 
     @classmethod
@@ -58,6 +61,7 @@ class MetricValue:
             ci95=None if ci is None else (nan if ci[0] is None else ci[0], nan if ci[1] is None else ci[1]),
             higher_is_better=d.get("higher_is_better", True),
             note=d.get("note", ""),
+            unit=d.get("unit", ""),
         )
 
     def fmt(self, digits: int = 3) -> str:

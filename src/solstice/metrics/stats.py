@@ -126,3 +126,24 @@ def paired_metric(
     value = float(statistic(x, y))
     ci = bootstrap_ci((x, y), statistic, seed=seed)
     return MetricValue(value, int(x.size), ci, higher_is_better, note)
+
+
+def paired_difference_metric(
+    a: Sequence[float], b: Sequence[float], *, higher_is_better: bool | None = True,
+    seed: int = DEFAULT_SEED, note: str = "", unit: str = "items",
+) -> MetricValue:
+    """mean(a - b) over paired units (the same items or seeds) with a bootstrap CI over the pairs.
+
+    This is the statistic a comparison claim ("arm A beats arm B on the same questions") is
+    tested with: write the claim as `check="<this metric> > 0"`. NaN pairs are dropped.
+    """
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired arrays differ in length: {x.shape} vs {y.shape}")
+    d = x - y
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return MetricValue(math.nan, 0, None, higher_is_better, note or "no pairs", unit)
+    ci = bootstrap_ci(d, np.mean, seed=seed) if d.size >= 2 else None
+    return MetricValue(float(d.mean()), int(d.size), ci, higher_is_better, note, unit if ci else "")
