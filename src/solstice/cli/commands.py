@@ -140,3 +140,40 @@ def reproduce_cmd(scale, only, out, report_dir, fresh, models) -> int:
     click.echo(f"report: {html}")
     click.echo(f"report: {md}")
     return code
+
+
+@cli.group("video")
+def video_group() -> None:
+    """Video library question answering (video_rag): ingest subtitle files, ask with timestamped citations."""
+
+
+@video_group.command("ingest")
+@click.argument("store", type=click.Path())
+@click.argument("folder", type=click.Path())
+@click.option("--segment", type=click.Choice(["cues", "window", "shots"]), default="cues", show_default=True,
+              help="Moments from subtitle cues, fixed 30 s windows, or cut detection on the video file beside each subtitle.")
+def video_ingest_cmd(store, folder, segment) -> None:
+    """Add the subtitle files under FOLDER to the moment store STORE (incremental)."""
+    from solstice.papers.video_rag.app import ingest_folder
+
+    for vid, n in ingest_folder(store, folder, segment=segment).items():
+        click.echo(f"{vid}: {n} moments added" if n else f"{vid}: already in the store")
+
+
+@video_group.command("ask")
+@click.argument("store", type=click.Path())
+@click.argument("question")
+@click.option("-m", "--model", "model", default="default", show_default=True, help="Model spec for queries and answers.")
+@click.option("--no-model-queries", is_flag=True, help="Keyword queries without the model.")
+@click.option("--clips", type=click.Choice(["json", "csv"]), default=None, help="Print the clip list in this format.")
+def video_ask_cmd(store, question, model, no_model_queries, clips) -> None:
+    """Answer QUESTION from the library in STORE, citing [video start–end]."""
+    from solstice.papers.video_rag.app import ask
+    from solstice.papers.video_rag.grounding import export_clips
+
+    res = ask(store, question, model=model, use_model_queries=not no_model_queries)
+    click.echo(res.answer.strip())
+    for c in res.citations:
+        click.echo(f"  {c.status:8s} {c.video_id} {c.start:g}-{c.end:g}s  {c.link()}")
+    if clips:
+        click.echo(export_clips(res.clips, clips))
