@@ -17,7 +17,13 @@ from solstice import __version__
 from solstice.core.config import build_config, config_hash
 from solstice.core.context import RunContext
 from solstice.core.paper import PaperSpec, evaluate_run
-from solstice.core.records import RunRecord, environment_segment, environments_of, new_run_dir, new_run_id
+from solstice.core.records import (
+    RunRecord,
+    environment_segment,
+    environments_of,
+    new_run_dir,
+    new_run_id,
+)
 from solstice.core.registry import get_paper
 from solstice.core.types import MetricValue
 from solstice.data.sources import resolve
