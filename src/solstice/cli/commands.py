@@ -85,6 +85,25 @@ def run_cmd(paper, scale, config_files, sets, models, limit, seed, out, resume, 
     return res.exit_code
 
 
+@cli.command("rescore")
+@click.argument("run", type=click.Path())
+@click.option("-m", "--model", "models", multiple=True, required=True, help="New model for a role: role=spec (e.g. judge=hf:...).")
+@click.option("--out", default=None, type=click.Path(), help="Where the new run directory goes (default: beside the old run's paper folder).")
+@click.option("--allow-code-exec", is_flag=True, help="Allow running model-written code (sandboxed).")
+def rescore_cmd(run, models, out, allow_code_exec) -> int:
+    """Re-score a finished run's recorded outputs with another model for a role, into a NEW run
+    directory: records that do not depend on the changed role are reused, the rest recomputed."""
+    from solstice.core.rescore import rescore
+
+    res = rescore(run, models, out, argv=sys.argv, allow_code_exec=allow_code_exec)
+    if res.metrics:
+        _echo_table(["metric", "value (95% CI)", "n"], [[k, v.fmt(), v.n] for k, v in res.metrics.items()], f"rescored ({res.status})")
+    click.echo(str(res.path))
+    if res.status != "completed":
+        click.echo(f"solstice: {res.status}: {res.error}", err=True)
+    return res.exit_code
+
+
 @cli.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "table"]), default="markdown", show_default=True)
