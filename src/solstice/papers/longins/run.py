@@ -4,11 +4,9 @@ greedily (resumable), then score every response under both F1 rules next to mode
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import random
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from solstice.core.types import MetricValue, Sample
@@ -99,30 +97,6 @@ def _fit(cfg: Config, model: Any, counter: Any, s: D.ExamSample, window: int) ->
     return {**row, "status": "skipped", "prompt": None}
 
 
-GEN_FIELDS = ("max_new_tokens", "whitespace", "truncation", "context_window", "token_counter")
-
-
-def load_responses(source: str, cfg: Config, target_spec: str | None = None) -> dict[tuple[str, str], dict]:
-    """The answers of an earlier LongIns run, keyed by (bucket, sample id). Refused when that run used
-    other generation settings or another model."""
-    from solstice.data.io import read_jsonl
-    from solstice.errors import DataError
-
-    p = Path(source).expanduser()
-    if not (p / "samples.jsonl").is_file() or not (p / "run.json").is_file():
-        raise DataError(f"responses_from '{source}' is not a LongIns run directory (run.json, samples.jsonl)")
-    old = json.loads((p / "run.json").read_text())
-    if old.get("paper", {}).get("id") != "longins":
-        raise DataError(f"responses_from '{source}' is a run of '{old.get('paper', {}).get('id')}', not longins")
-    diff = [k for k in GEN_FIELDS if old.get("config", {}).get(k) != getattr(cfg, k)]
-    if target_spec is not None and old.get("model_specs", {}).get("target") != target_spec:
-        diff.append("target model")
-    if diff:
-        raise DataError(f"responses_from '{source}' was generated with other settings ({', '.join(diff)}); "
-                        "its answers cannot be reused")
-    return {(r["key"], r["sample_id"]): r for r in read_jsonl(p / "samples.jsonl") if "response" in r}
-
-
 def score_rows(samples: list[D.ExamSample], responses: dict[str, str]) -> list[dict[str, Any]]:
     """Per-sample scores from stored responses (idempotent)."""
     out = []
@@ -172,8 +146,6 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     ctx.record.update(token_counting={**counter.info(), "window": window, "window_source":
                                       "config" if cfg.context_window else "model"})
     buckets = build_buckets(cfg, ctx, counter.count)
-    reused = load_responses(cfg.responses_from, cfg, ctx.model_specs["target"]) if cfg.responses_from else {}
-    subsets: dict[str, dict[str, int]] = {}
     params = GenParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
     metrics: dict[str, MetricValue] = {}
     table: list[dict[str, Any]] = []
@@ -195,37 +167,19 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
             ctx.warn(f"{label}: {over} of {len(samples)} prompts exceed the {window}-token window "
                      f"({status['truncated']} truncated, {status['skipped']} skipped, policy {cfg.truncation})")
         runs = {"fits", "truncated"}
-        if cfg.reused_only:
-            selected = len(samples)
-            samples = [s for s in samples if fitted[s.id]["status"] not in runs or (label, s.id) in reused]
-            by_id = {s.id: s for s in samples}
-            fitted = {s.id: fitted[s.id] for s in samples}
-            status = defaultdict(int)
-            for f in fitted.values():
-                status[f["status"]] += 1
-            subsets[label] = {"selected": selected, "scored": len(samples)}
-            if len(samples) < selected:
-                ctx.warn(f"{label}: scored on {len(samples)} of the {selected} selected samples (reused answers "
-                         "only); model and baselines use the same subset")
         todo = [Sample(s.id, s.id, metadata={"n": fitted[s.id]["prompt_tokens"]})
                 for s in samples if fitted[s.id]["status"] in runs]
         todo.sort(key=lambda x: x.metadata["n"])
 
         def generate(batch: list[Sample], by_id: dict = by_id, label: str = label) -> list[dict[str, Any]]:
-            out: list[dict[str, Any] | None] = [None] * len(batch)
-            keep = ("response", "n_new", "finish", "prompt_tokens", "status")
-            for i, b in enumerate(batch):
-                if (label, b.id) in reused:
-                    out[i] = {**{k: reused[(label, b.id)].get(k) for k in keep}, "reused": True}
-            new = [i for i, o in enumerate(out) if o is None]
-            fits = [_fit(cfg, model, counter, by_id[batch[i].id], window) for i in new]
-            comps = model.generate([f["prompt"] for f in fits], params) if fits else []
-            for i, f, c in zip(new, fits, comps):
-                out[i] = {"response": c[0].text, "n_new": c[0].n_tokens, "finish": c[0].finish_reason,
-                          "prompt_tokens": f.get("truncated_tokens", f["prompt_tokens"]), "status": f["status"]}
-            return out  # type: ignore[return-value]
+            fits = [_fit(cfg, model, counter, by_id[b.id], window) for b in batch]
+            comps = model.generate([f["prompt"] for f in fits], params)
+            return [{"response": c[0].text, "n_new": c[0].n_tokens, "finish": c[0].finish_reason,
+                     "prompt_tokens": f.get("truncated_tokens", f["prompt_tokens"]), "status": f["status"]}
+                    for f, c in zip(fits, comps)]
 
-        rows = ctx.map(todo, generate, batch_size=cfg.batch_size, key=label, description=f"longins {label}")
+        rows = ctx.map(todo, generate, batch_size=cfg.batch_size, key=label, description=f"longins {label}",
+                       roles=("target",))
         responses = {r["sample_id"]: r["response"] for r in rows}
         scored = score_rows(samples, responses)
         ran = [r for r in scored if fitted[r["id"]]["status"] in runs]
@@ -245,7 +199,7 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
             if name in ("all_indices", "random"):
                 curve[f"{name} {series}"][L] = metrics[f"{name}_fixed/{label}"].value
         table += _category_rows(label, scored, base)
-    ctx.record.update(longins_fit=fit_report, **({"longins_subsets": subsets} if cfg.reused_only else {}))
+    ctx.record.update(longins_fit=fit_report)
     _write_table(ctx, table)
     _plot(ctx, curve, buckets)
     return metrics
