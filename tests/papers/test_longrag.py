@@ -182,8 +182,7 @@ def test_end_to_end_on_a_user_corpus(tmp_path):
     corpus, qs = write_user_data(tmp_path)
     sets = ["experiments=[retrieval,reader]", "dataset=custom", f"corpus_file={corpus}", f"questions_file={qs}",
             "adjacency=links", "retrievers=[bm25]", "counter=words", "group_caps=[60]", "ks=[1,2,4]",
-            "budgets=[20,60]", "reader_retriever=bm25", "reader_budget=80", "reader_questions=3", "chunk_tokens=16",
-            f"reader_cache={tmp_path / 'calls.sqlite'}"]
+            "budgets=[20,60]", "reader_retriever=bm25", "reader_budget=80", "reader_questions=3", "chunk_tokens=16"]
     res = run_paper("longrag", sets=sets, models=["reader=fake:const=answer: Florence"], out=tmp_path / "runs",
                     scale="smoke")
     run_dir = Path(res.path)

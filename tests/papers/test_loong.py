@@ -247,7 +247,7 @@ def test_rescore_rejudges_recorded_answers_without_regenerating(tmp_path):
     from solstice.core.rescore import rescore
     from solstice.core.runner import run_paper
 
-    sets = ["n_per_level=null", "judge_probes=[]", "judge_cache=false"]
+    sets = ["n_per_level=null", "judge_probes=[]"]
     first = run_paper("loong", scale="smoke", models=["target=fake:const=x", "judge=fake:const=Rating: [[80]]"],
                       out=tmp_path, sets=sets)
     assert first.status == "completed", first.error

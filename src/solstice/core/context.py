@@ -47,6 +47,9 @@ class RunContext:
     datasets: list[dict[str, Any]] = field(default_factory=list)
     # which model roles each map key / stage depends on (run.json "depends"; used by rescore)
     depends: dict[str, dict[str, list[str]]] = field(default_factory=lambda: {"map": {}, "stage": {}})
+    # opt-in call cache (`--cache DIR` / `--cache run`): every role's model answers through it,
+    # keyed on the model's fingerprint (see solstice.models.cache)
+    cache: Path | None = None
     _models: dict[str, Model] = field(default_factory=dict)
     _model_loader: Callable[[str], Model] | None = None
 
@@ -73,7 +76,12 @@ class RunContext:
 
             loader = self._model_loader or load_model
             t0 = time.perf_counter()
-            self._models[role] = loader(self.model_specs[role])
+            model = loader(self.model_specs[role])
+            if self.cache is not None:
+                from solstice.models.cache import CachedModel
+
+                model = CachedModel(model, self.cache)
+            self._models[role] = model
             log.info("model %s=%s ready in %.1fs", role, self.model_specs[role], time.perf_counter() - t0)
             self._save_meta()
         return self._models[role]

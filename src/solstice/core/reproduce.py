@@ -36,7 +36,8 @@ def _previous(out: Path, paper_id: str, scale: str, h: str, model_specs: dict[st
 
 
 def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, fresh: bool = False,
-              models: Sequence[str] = (), argv: Sequence[str] | None = None) -> tuple[int, Path, Path]:
+              models: Sequence[str] = (), argv: Sequence[str] | None = None,
+              cache: str | Path | None = None) -> tuple[int, Path, Path]:
     from solstice.report.build import load_run, write_report
 
     ids = list(only) or implemented()
@@ -67,7 +68,7 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
                 continue
             log.info("%s: %s", pid, "resuming " + str(prev) if prev else f"running at scale {scale}")
             res = run_paper(pid, scale=scale, models=models, out=out, resume=prev, argv=argv,
-                            allow_code_exec=True)
+                            allow_code_exec=True, cache=cache)
             if res.needs_data:  # a dataset the paper opens while running
                 skip_for_data(pid, res.error)
                 continue

@@ -102,10 +102,10 @@ def prepare_rescore(run_dir: str | Path, models: Sequence[str], out: str | Path 
 
 
 def rescore(run_dir: str | Path, models: Sequence[str], out: str | Path | None = None,
-            argv: Sequence[str] | None = None, allow_code_exec: bool = False):
+            argv: Sequence[str] | None = None, allow_code_exec: bool = False, cache: str | Path | None = None):
     """Re-score `run_dir` with `models` into a new run directory; returns the RunResult."""
     from solstice.core.runner import run_paper
 
     path, _ = prepare_rescore(run_dir, models, out)
     pid = json.loads((path / "run.json").read_text())["paper"]["id"]
-    return run_paper(pid, resume=path, argv=argv, allow_code_exec=allow_code_exec, segment="rescore")
+    return run_paper(pid, resume=path, argv=argv, allow_code_exec=allow_code_exec, segment="rescore", cache=cache)

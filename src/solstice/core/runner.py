@@ -106,7 +106,7 @@ def run_paper(
     paper_id: str, *, scale: str = "smoke", config_files: Sequence[str] = (), sets: Sequence[str] = (),
     models: Sequence[str] = (), limit: int | None = None, seed: int | None = None,
     out: str | Path = "runs", resume: str | Path | None = None, argv: Sequence[str] | None = None,
-    allow_code_exec: bool = False, segment: str = "",
+    allow_code_exec: bool = False, segment: str = "", cache: str | Path | None = None,
 ) -> RunResult:
     """Run a paper (or continue the run in `resume`). `segment` names the kind of process in the
     record's environment segments (default: "start", or "resume" with `resume`)."""
@@ -139,6 +139,7 @@ def run_paper(
         warnings=list(meta.get("warnings", [])), plots=list(meta.get("plots", [])),
         datasets=list(meta.get("datasets", [])),
         depends={"map": {}, "stage": {}, **meta.get("depends", {})},
+        cache=None if not cache else (record.path / "cache" if str(cache) == "run" else Path(cache).expanduser().resolve()),
     )
     started = time.time()
     this_argv = list(argv) if argv is not None else list(sys.argv)
@@ -156,6 +157,7 @@ def run_paper(
         "models": meta.get("models", {r: {"spec": s} for r, s in model_specs.items()}),
         "datasets": ctx.datasets,
         "depends": ctx.depends,
+        "cache": None if ctx.cache is None else str(ctx.cache),
         "seed": eff_seed,
         "limit": eff_limit,
         "status": "running",

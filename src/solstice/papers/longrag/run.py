@@ -113,16 +113,7 @@ def _reader(cfg: Config, ctx, wb: Workbench, questions) -> dict[str, MetricValue
 
     def reader() -> LongReader:
         if "reader" not in state:
-            model = ctx.model("reader")
-            if cfg.reader_cache:
-                from pathlib import Path
-
-                from solstice.models.cache import CachedModel
-                from solstice.models.hf import cache_root
-
-                path = cache_root() / "calls" / "longrag-reader.sqlite" if cfg.reader_cache == "auto" else Path(
-                    cfg.reader_cache).expanduser()
-                model = CachedModel(model, path)
+            model = ctx.model("reader")  # cached only with --cache (keyed on the weights' fingerprint)
             state["reader"] = LongReader(
                 model, prompt=prompt, max_new_tokens=cfg.max_new_tokens, extraction=cfg.extraction,
                 extraction_max_new_tokens=cfg.extraction_max_new_tokens, demos=load_demos(cfg.extraction_demos or None),

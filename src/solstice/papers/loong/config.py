@@ -54,5 +54,4 @@ class Config(BaseConfig):
     judge_probes: list[Literal["oracle", "empty"]] = Field(
         ["oracle", "empty"], description="also judge the gold answer and an empty answer per instance, to "
         "measure the judge (oracle should score 100, empty low)")
-    judge_cache: bool = Field(True, description="cache judge calls on disk (sqlite under SOLSTICE_CACHE)")
     batch_size: int = Field(4, description="prompts per model call")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -224,10 +223,7 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         ctx.warn(f"{len(store.ambiguous)} financial document keys match several files (the first in sorted "
                  "order is used; the reference takes an arbitrary one)")
     jmodel = exact_judge_model() if cfg.judge_mode == "exact" else ctx.model("judge")
-    cache = None
-    if cfg.judge_cache and cfg.judge_mode != "exact":
-        cache = Path(os.environ.get("SOLSTICE_CACHE", Path.home() / ".cache" / "solstice")) / "judge" / "loong.sqlite"
-    judge = make_judge(cfg, jmodel, cache)
+    judge = make_judge(cfg, jmodel, None)  # judge calls are cached only with --cache (ctx.model)
     preds = {"candidate": {k: r["prediction"] for k, r in gen.items()},
              "oracle": {i.id: oracle_text(i.answer) for i in items},
              "empty": {i.id: "" for i in items}}
