@@ -42,9 +42,8 @@ def test_an_entry_is_not_served_after_the_weights_file_changes(tmp_path):
 
 
 def test_the_cache_keys_on_the_served_model_behind_an_endpoint(tmp_path):
-    from stub_openai import StubServer
-
     from solstice.models.loader import load_model
+    from stub_openai import StubServer
 
     with StubServer() as srv:
         spec = f"openai:stub@{srv.url}"

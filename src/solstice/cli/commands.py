@@ -125,11 +125,14 @@ def report_cmd(runs, fmt, out, write_readme) -> None:
         click.echo(markdown_report(summaries))
     elif fmt == "json":
         click.echo(json.dumps([{"path": str(s.path), "paper": s.paper_id, "status": s.run.get("status"),
-                                "metrics": {k: v.to_json() for k, v in s.metrics.items()}, "claims": s.claims}
+                                "scale": s.scale, "provenance": s.provenance,
+                                "metrics": {k: v.to_json() for k, v in s.metrics.items()},
+                                "claims": [c["assessment"].to_json() | {"claim": c["claim"], "source": c["source"]}
+                                           for c in s.claims]}
                                for s in summaries], indent=2))
     else:
         for s in summaries:
-            _echo_table(["claim", "paper", "ours", "status"], [[c["claim"], c["paper"], c["ours"], c["status"]] for c in s.claims], f"{s.paper_id} ({s.run.get('status')})")
+            _echo_table(["claim", "kind", "paper", "ours", "verdict"], [[c["claim"], c["kind"], c["paper"], c["ours"], c["label"]] for c in s.claims], f"{s.paper_id} ({s.run.get('status')}, {s.scale})")
     if out:
         md, html = write_report(summaries, out)
         click.echo(f"wrote {md} and {html}", err=True)
