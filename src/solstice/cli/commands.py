@@ -161,9 +161,12 @@ def reproduce_cmd(scale, only, out, report_dir, fresh, models, cache) -> int:
     """Run every implemented paper's reproduction at a scale and write report/index.html and report/report.md."""
     from solstice.core.reproduce import reproduce
 
+    def on_paper(pid: str, line: str) -> None:
+        click.echo(f"{pid:<26} {line}" if pid else f"summary: {line}")
+
     code, md, html = reproduce(scale=scale, only=[s for s in only.split(",") if s], out=Path(out),
                                report_dir=Path(report_dir), fresh=fresh, models=models, argv=sys.argv,
-                               cache=cache)
+                               cache=cache, on_paper=on_paper)
     click.echo(f"report: {html}")
     click.echo(f"report: {md}")
     return code
