@@ -12,6 +12,7 @@ from typing import Any
 from solstice.core.types import MetricValue, Sample
 from solstice.errors import ConfigError
 from solstice.metrics import mean_metric, proportion_metric
+from solstice.metrics.stats import paired_difference_metric, two_sample_difference_metric
 from solstice.models.base import GenParams
 from solstice.models.tokens import get_counter, prompt_tokens, truncate_tokens
 from solstice.papers.longins import data as D
@@ -151,6 +152,7 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     table: list[dict[str, Any]] = []
     curve: dict[str, dict[int, float]] = defaultdict(dict)
     fit_report = {}
+    per_bucket: dict[str, tuple[str, int, list[float]]] = {}
     for label, all_samples in buckets:
         samples = ctx.limited(D.stratified(all_samples, cfg.n_per_bucket, ctx.seed))
         by_id = {s.id: s for s in samples}
@@ -186,6 +188,8 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         L = samples[0].length if samples else 0
         metrics[f"f1/{label}"] = _pct([r["f1_reference"] for r in scored], "reference rule and parser; ×100")
         metrics[f"f1_fixed/{label}"] = _pct([r["f1_fixed"] for r in scored], "strict parser, scorable samples; ×100")
+        per_bucket[label] = (label.split("-")[0], samples[0].length if samples else 0,
+                             [100.0 * r["f1_fixed"] for r in scored if r["f1_fixed"] is not None])
         metrics[f"parse_fail/{label}"] = proportion_metric([not r["parse_ok"] for r in ran], higher_is_better=False)
         for k, what in FIT_NOTES.items():
             metrics[f"n_{k}/{label}"] = _count(status[k], len(samples), what)
@@ -198,7 +202,20 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
             metrics[f"{name}_fixed/{label}"] = _pct(rules["fixed"], "fixed rule; ×100")
             if name in ("all_indices", "random"):
                 curve[f"{name} {series}"][L] = metrics[f"{name}_fixed/{label}"].value
+        if "all_indices" in base:  # the model against flagging every item, paired on the same samples
+            pairs = [(m, b) for m, b in zip((r["f1_fixed"] for r in scored), base["all_indices"]["fixed"])
+                     if m is not None and b is not None]
+            metrics[f"f1_fixed_minus_all_indices/{label}"] = paired_difference_metric(
+                [100.0 * m for m, _ in pairs], [100.0 * b for _, b in pairs],
+                note="model minus all-indices predictor, strict parser, paired over samples; ×100")
         table += _category_rows(label, scored, base)
+    # "scores fall as the context grows": adjacent lengths of a setting hold different samples, so the
+    # drop is a two-sample difference (strict parser: an echoed item header earns nothing)
+    for series in {v[0] for v in per_bucket.values()}:
+        ladder = sorted((v[1], lab) for lab, v in per_bucket.items() if v[0] == series)
+        for (l1, a), (l2, b) in zip(ladder, ladder[1:]):
+            metrics[f"f1_fixed_drop/{series}-{l1}_vs_{l2}"] = two_sample_difference_metric(
+                per_bucket[a][2], per_bucket[b][2], note=f"strict F1 at {l1} minus at {l2} tokens; ×100")
     ctx.record.update(longins_fit=fit_report)
     _write_table(ctx, table)
     _plot(ctx, curve, buckets)
