@@ -203,4 +203,8 @@ def test_end_to_end_on_a_user_corpus(tmp_path):
     assert len(rows) == 6 and {r["arm"] for r in rows} == {"passages", "units"}
     assert all(r["context_tokens"] <= 80 for r in rows)
     assert (run_dir / "artifacts" / "retrieval_tables.md").read_text().count("| units60 |") == 3
-    assert (tmp_path / "calls.sqlite").is_file()  # both reader calls are cached for later runs
+    assert not (run_dir / "cache").exists()  # no cache unless asked (--cache)
+    # the paired difference of the arms, on the same questions, is what the comparison claim reads
+    assert m["reader_em_longrag_diff"]["unit"] == "items"
+    assert m["reader_em_longrag_diff"]["value"] == pytest.approx(
+        m["reader_em_longrag_units"]["value"] - m["reader_em_longrag_passages"]["value"])
