@@ -129,3 +129,10 @@ def test_a_run_spanning_revisions_is_flagged(tmp_path):
                              {"kind": "resume", "git": {"sha": "2" * 40, "dirty": False}}]
     line = provenance_line(s)
     assert "spans 2 code revisions" in line and "111111111111" in line and "222222222222" in line
+
+
+def test_worth_drawing_leaves_out_empty_and_degenerate_series():
+    from solstice.report.plots import worth_drawing
+
+    assert not worth_drawing([0, 0, 0]) and not worth_drawing([0.4]) and not worth_drawing([float("nan"), 1])
+    assert worth_drawing([0, 0.1]) and worth_drawing([0.3, 0.3])

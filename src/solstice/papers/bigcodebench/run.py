@@ -19,7 +19,7 @@ from solstice.papers.bigcodebench import prompts, scoring
 from solstice.papers.bigcodebench.config import Config
 from solstice.papers.bigcodebench.sanitize import SANITIZE_VERSION, sanitize
 from solstice.papers.bigcodebench.tasks import Task, data_source, load_tasks, select, summary
-from solstice.report.plots import pyplot, save_figure
+from solstice.report.plots import pyplot, save_figure, worth_drawing
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +265,10 @@ def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported
 
 
 def _plot(ctx, breakdown: dict[str, Any]) -> None:
+
     doms = breakdown["domains"]
-    if not doms:
-        return
+    if not doms or not worth_drawing([d["pass@1"] for d in doms.values()]):
+        return  # no domain, or every domain at 0: the tables say it
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 2.6))

@@ -145,7 +145,10 @@ def plot(cfg: Any, rows: list[dict[str, Any]], metrics: dict[str, MetricValue], 
                 warnings.simplefilter("ignore", RuntimeWarning)
                 M = np.nanmean(np.stack(mats), axis=0) * 100
             ax = axes[k][c]
-            ax.imshow(M, vmin=0, vmax=100, cmap="viridis")
+            im = ax.imshow(M, vmin=0, vmax=100, cmap="viridis")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("accuracy (%)", fontsize=6)
+            ax.set_xlabel("evaluated on", fontsize=7)
+            ax.set_ylabel("after training on", fontsize=7)
             for i in range(M.shape[0]):
                 for j in range(M.shape[1]):
                     if not np.isnan(M[i, j]):
