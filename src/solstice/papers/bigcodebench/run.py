@@ -265,7 +265,6 @@ def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported
 
 
 def _plot(ctx, breakdown: dict[str, Any]) -> None:
-
     doms = breakdown["domains"]
     if not doms or not worth_drawing([d["pass@1"] for d in doms.values()]):
         return  # no domain, or every domain at 0: the tables say it
