@@ -221,4 +221,6 @@ def run_paper(
         record.write_metrics(metrics)
         fields["claims"] = [a.to_json() for a in evaluate_run(paper.claims, metrics)]
     record.update(**fields)
+    if status == "completed":
+        record.seal()
     return RunResult(record.path, status, metrics, error, code, needs_data)

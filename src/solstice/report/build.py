@@ -85,6 +85,13 @@ class RunSummary:
     def provenance(self) -> dict[str, Any]:
         return provenance(self.run)
 
+    @property
+    def seal(self) -> str:
+        """Whether the run's records are as the run left them ("intact", "unsealed", "edited ...")."""
+        if not (self.path / "run.json").is_file():
+            return ""
+        return RunRecord(self.path).verify_seal()
+
     def rows(self, kind: str) -> list[dict[str, Any]]:
         """Claim rows: kind "claim" (tested paper claims), "harness", or "not run"."""
         if kind == "not run":
@@ -224,7 +231,9 @@ def provenance_line(s: RunSummary) -> str:
     elif p["unpinned"]:
         flag = " — code not pinned (uncommitted changes or no git)"
     data = ", ".join(f"{d['name']}@{(d['sha256'] or 'no sha')[:12]}" for d in p["data"]) or "no dataset files"
-    return f"run id `{p['run_id']}` · code {revs}{flag} · config `{p['config_hash']}` · data {data}"
+    seal = s.seal
+    seal_txt = "" if seal in ("intact", "") else f" · **records {seal}**" if seal.startswith("edited") else f" · {seal}"
+    return f"run id `{p['run_id']}` · code {revs}{flag} · config `{p['config_hash']}` · data {data}{seal_txt}"
 
 
 def run_header(s: RunSummary) -> str:

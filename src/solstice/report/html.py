@@ -62,8 +62,11 @@ def _provenance(s: RunSummary) -> str:
     elif p["unpinned"]:
         flag = ' <span class="flag">code not pinned (uncommitted changes or no git)</span>'
     data = ", ".join(f"{esc(d['name'])}@<code>{esc((d['sha256'] or 'no sha')[:12])}</code>" for d in p["data"])
+    seal = s.seal
+    seal_txt = "" if seal in ("intact", "") else (f' · <span class="flag">records {esc(seal)}</span>'
+                                                  if seal.startswith("edited") else f" · {esc(seal)}")
     return (f"run id <code>{esc(p['run_id'])}</code> · code {revs}{flag} · config <code>{esc(p['config_hash'])}</code>"
-            f" · data {data or 'no dataset files'}")
+            f" · data {data or 'no dataset files'}{seal_txt}")
 
 
 def _section(s: RunSummary) -> str:
