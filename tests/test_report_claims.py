@@ -136,3 +136,15 @@ def test_worth_drawing_leaves_out_empty_and_degenerate_series():
 
     assert not worth_drawing([0, 0, 0]) and not worth_drawing([0.4]) and not worth_drawing([float("nan"), 1])
     assert worth_drawing([0, 0.1]) and worth_drawing([0.3, 0.3])
+
+
+def test_fewer_than_five_seeds_are_shown_seed_by_seed(tmp_path):
+    from solstice.core.paper import Claim, PaperSpec
+    from solstice.core.types import MetricValue
+    from solstice.report.build import summarize
+
+    paper = PaperSpec("toy", "Toy", "0", "x", "1", object, "x:y", claims=(Claim("d", "A beats B", "T", check="d > 0"),))  # type: ignore[arg-type]
+    metrics = {"d": MetricValue(0.2, 3, None), "d_seed0": MetricValue(0.1, 1, None), "d_seed1": MetricValue(0.3, 1, None),
+               "d_seed2": MetricValue(0.2, 1, None)}
+    row = summarize(tmp_path, {"status": "completed", "scale": "small"}, metrics, paper).claims[0]
+    assert row["status"] == "point estimate holds" and "per seed: 0: 0.1, 1: 0.3, 2: 0.2" in row["ours"]

@@ -140,7 +140,7 @@ def summarize(path: Path, run: dict[str, Any], metrics: dict[str, MetricValue], 
     s = RunSummary(Path(path), run, metrics, paper)
     if paper is not None:
         for c, a in zip(paper.claims, evaluate_run(paper.claims, metrics, run.get("status", ""), run.get("error") or "")):
-            s.claims.append(_claim_row(c, a))
+            s.claims.append(_claim_row(c, a, metrics))
     return s
 
 
@@ -153,7 +153,7 @@ def fmt_num(x: float | None) -> str:
 _fmt_num = fmt_num  # the name before this module was split
 
 
-def _ours(a: Assessment) -> str:
+def _ours(a: Assessment, metrics: dict[str, MetricValue] | None = None) -> str:
     if a.ours is None or a.status in (NOT_RUN, FAILED):
         return "—"  # a claim that was not run (or gave no value) shows no number of ours
     m = a.ours
@@ -166,17 +166,20 @@ def _ours(a: Assessment) -> str:
         s += f" (CI over {m.n} {m.unit})"
     elif m.n:
         s += f" (n = {m.n})"
+    seeds = {k[len(a.ours_name) + 5:]: v for k, v in (metrics or {}).items() if k.startswith(a.ours_name + "_seed")}
+    if seeds:  # fewer than 5 seeds: each seed is shown, not an interval over seeds
+        s += "; per seed: " + ", ".join(f"{k}: {fmt_num(v.value)}" for k, v in seeds.items())
     return s
 
 
-def _claim_row(c: Claim, a: Assessment) -> dict[str, Any]:
+def _claim_row(c: Claim, a: Assessment, metrics: dict[str, MetricValue] | None = None) -> dict[str, Any]:
     if c.check:
         paper = c.check if c.paper_value is None else f"{fmt_num(c.paper_value)} ({c.check})"
     else:
         paper = fmt_num(c.paper_value) + (f" ± {c.tolerance:g}" if c.tolerance else "")
     return {
         "key": c.key, "claim": c.description, "source": c.source, "setting": c.setting, "kind": c.kind,
-        "paper": paper, "ours": _ours(a), "status": a.status, "label": a.label, "detail": a.detail,
+        "paper": paper, "ours": _ours(a, metrics), "status": a.status, "label": a.label, "detail": a.detail,
         "assessment": a,
     }
 
