@@ -55,8 +55,8 @@ def show_cmd(paper: str) -> None:
         click.echo(p.summary)
     _echo_table(["role", "default", "needs", "what"], [[r, x.default, ",".join(sorted(x.requires)), x.description] for r, x in p.roles.items()], "Model roles (--model role=spec)")
     _echo_table(["scale", "what", "limit", "≈ minutes"], [[k, v.description, v.limit or "", v.minutes] for k, v in p.scales.items()], "Scales (--scale)")
-    _echo_table(["claim", "source", "paper", "metric / check", "not run here"],
-                [[c.description, c.source, "" if c.paper_value is None else c.paper_value, c.check or c.metric or "", c.not_run] for c in p.claims], "Claims")
+    _echo_table(["claim", "kind", "source", "paper", "metric / check", "not run here"],
+                [[c.description, c.kind, c.source, "" if c.paper_value is None else c.paper_value, c.check or c.metric or "", c.not_run] for c in p.claims], "Claims (kind: claim = the paper's effect on model outputs; harness = golden value, parity or data fact)")
     _echo_table(["key", "type", "default", "description"], [list(r) for r in config_schema_rows(p.config_cls)], "Config (--set key=value)")
 
 
