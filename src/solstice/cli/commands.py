@@ -163,6 +163,7 @@ def reproduce_cmd(scale, only, out, report_dir, fresh, models, cache) -> int:
 
     def on_paper(pid: str, line: str) -> None:
         click.echo(f"{pid:<26} {line}" if pid else f"summary: {line}")
+        sys.stdout.flush()  # as each paper finishes, also when stdout is a file or a pipe
 
     code, md, html = reproduce(scale=scale, only=[s for s in only.split(",") if s], out=Path(out),
                                report_dir=Path(report_dir), fresh=fresh, models=models, argv=sys.argv,
