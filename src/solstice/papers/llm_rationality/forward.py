@@ -251,6 +251,7 @@ def mode_metrics(mode: str, analysed: Sequence[G.Problem], records: Sequence[dic
     model_a = (pa > 0.5).astype(float)  # ties and unparsed rows -> B
     out: dict[str, MetricValue] = {
         f"{m}/parse_rate": proportion_metric(ok, note="rows with a parsed P(A)"),
+        f"{m}/unparsed": proportion_metric(~ok, higher_is_better=False, note="rows with no parsable answer"),
         f"{m}/p_a_mean": mean_metric(pa[ok], higher_is_better=None, note="mean model P(A) (0.5 = no bias)"),
         f"{m}/model_share_a": proportion_metric(model_a[ok] == 1, higher_is_better=None, note="rows where the model's choice is A"),
         f"{m}/phi_model_human": _corr(model_a[ok], human_a[ok], "binarised: model choice vs human majority (= Spearman on 0/1)"),
