@@ -233,6 +233,9 @@ def _bound(claim: Claim, name: str, op: str, bound: float, m: MetricValue) -> As
     if strict(ci[0], bound) and strict(ci[1], bound):
         return Assessment(status=REPRODUCED, rule="interval",
                           detail=f"95% CI {_ci_txt(ci)} lies wholly {side}", **base)
+    if ci[0] == ci[1] == bound:
+        return Assessment(status=NOT_REPRODUCED, rule="interval",
+                          detail=f"no difference at all: 95% CI [{_fmt(bound)}, {_fmt(bound)}] (every unit equal)", **base)
     if not fn(ci[0], bound) and not fn(ci[1], bound):
         return Assessment(status=NOT_REPRODUCED, rule="interval",
                           detail=f"95% CI {_ci_txt(ci)} lies wholly on the other side of {_fmt(bound)}", **base)
