@@ -36,6 +36,9 @@ def test_an_entry_is_not_served_after_the_weights_file_changes(tmp_path):
     assert cached.generate_text(["hello there"], params) == expected
     assert (cached.hits, cached.misses) == (0, 1)
     assert expected != a  # the two random models answer differently, so a stale hit would show
+    from solstice.models.base import unwrap
+
+    assert unwrap(cached) is fresh  # white-box code reads the backend under the cache
     # other generation parameters are another entry
     cached.generate_text(["hello there"], GenParams(max_new_tokens=3))
     assert cached.misses == 2

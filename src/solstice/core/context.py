@@ -50,6 +50,7 @@ class RunContext:
     # opt-in call cache (`--cache DIR` / `--cache run`): every role's model answers through it,
     # keyed on the model's fingerprint (see solstice.models.cache)
     cache: Path | None = None
+    uncached_roles: frozenset[str] = frozenset()  # roles read white-box (hidden states): never wrapped
     _models: dict[str, Model] = field(default_factory=dict)
     _model_loader: Callable[[str], Model] | None = None
 
@@ -77,7 +78,7 @@ class RunContext:
             loader = self._model_loader or load_model
             t0 = time.perf_counter()
             model = loader(self.model_specs[role])
-            if self.cache is not None:
+            if self.cache is not None and role not in self.uncached_roles:
                 from solstice.models.cache import CachedModel
 
                 model = CachedModel(model, self.cache)

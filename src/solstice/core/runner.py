@@ -139,6 +139,7 @@ def run_paper(
         warnings=list(meta.get("warnings", [])), plots=list(meta.get("plots", [])),
         datasets=list(meta.get("datasets", [])),
         depends={"map": {}, "stage": {}, **meta.get("depends", {})},
+        uncached_roles=frozenset(r for r, role in paper.roles.items() if "whitebox" in role.requires),
         cache=None if not cache else (record.path / "cache" if str(cache) == "run" else Path(cache).expanduser().resolve()),
     )
     started = time.time()
