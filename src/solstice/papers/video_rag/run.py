@@ -150,6 +150,8 @@ def _answers(cfg: Config, ctx: RunContext, store: MomentStore, qs: Sequence[D.Qu
         "answer_f1": mean_metric([r["f1"] for r in rows]),
         "uncited_rate": proportion_metric([not any(c["status"] != "invalid" for c in r["citations"]) for r in rows],
                                           higher_is_better=False),
+        "grounded_answer_rate": proportion_metric([any(c["status"] != "invalid" for c in r["citations"])
+                                                   for r in rows]),
         "answers_without_citation": proportion_metric([not r["citations"] for r in rows], higher_is_better=False),
         "citations_per_answer": mean_metric([len(r["citations"]) for r in rows], higher_is_better=None),
         "cite_recall": mean_metric([float(np.mean(r["gold_cited"])) for r in rows if r["gold_cited"]]),
