@@ -65,6 +65,10 @@ def test_every_paragraph_once_and_demos_in_order():
     assert "Evidence" not in noev and "Question: What is the capital of place3?\nAnswer: City3" in noev
     zs, _ = reader_prompt("zero_shot", paras, it.question, demos)
     assert "place3?" not in zs
+    import os
+
+    shared = os.path.commonprefix([zs, body, noev])  # instruction + the whole context: read once for all arms
+    assert all(p.text in shared for p in paras)
     # ICL: each foreign demo carries its own context, then the target context once
     other = tuple(Paragraph(f"Other {i}", f"Other text {i} {WORDS}") for i in range(3))
     icl, _ = reader_prompt("icl", paras, it.question, foreign=[(other, Demo("q?", "a", other[1].key()))])

@@ -4,11 +4,14 @@ Reader prompt (the context appears once):
     instruction
     [1] Title: … text …            numbered paragraphs, 1-based
     …
+    answer format (evidence IDs first, then a short answer; or a short answer only)
     Question: q1 / Evidence: [i] / Answer: a1       k demos from this very context
     Question: q  / Evidence:                          the reader completes evidence and answer
 Arms: zero_shot (evidence instruction, no demos), recycled (demos with evidence), recycled_noev
 (demos and instruction without the evidence line), icl (k demos from *other* contexts, each shown
-with its own numbered context, then the target context).
+with its own numbered context, then the target context). The task sentence comes first and the
+answer-format sentence after the context, so that every arm but ICL starts with the same
+instruction + context (read once for all arms by `models.prefix_generate`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-INSTRUCTION_EV = ("Answer the question using the numbered paragraphs of the context. First list the IDs of the "
-                  "paragraphs that support the answer as Evidence, then give a short answer.")
-INSTRUCTION_NOEV = "Answer the question using the numbered paragraphs of the context. Give a short answer."
+INSTRUCTION = "Answer the question using the numbered paragraphs of the context below."
+FORMAT_EV = "First list the IDs of the paragraphs that support the answer as Evidence, then give a short answer."
+FORMAT_NOEV = "Give a short answer."
 DEMO_PROMPT = ("Here is a paragraph.\n\nTitle: {title}\n{text}\n\nWrite one question that can be answered from this "
                "paragraph alone, whose answer is a short span copied from the paragraph. Reply as\n"
                "Question: ...\nAnswer: ...")
@@ -54,15 +57,15 @@ def reader_prompt(arm: str, paragraphs: Sequence, question: str, demos: Sequence
     """(prompt body, answer cue) for one arm; the cue ("Evidence:" or "Answer:") ends the prompt
     (or is the assistant prefill with a chat template)."""
     evidence = arm != "recycled_noev"
-    parts = [INSTRUCTION_EV if evidence else INSTRUCTION_NOEV]
+    fmt = FORMAT_EV if evidence else FORMAT_NOEV
+    parts = [INSTRUCTION]
     if arm == "icl":
         for ctx, d in foreign:
-            parts.append(f"Context:\n{render_context(ctx)}\n{render_demo(d.question, demo_ids(ctx, d), d.answer, True)}")
-        parts.append(f"Context:\n{render_context(paragraphs)}")
-    else:
-        parts.append(f"Context:\n{render_context(paragraphs)}")
-        if arm in ("recycled", "recycled_noev"):
-            parts += [render_demo(d.question, demo_ids(paragraphs, d), d.answer, evidence) for d in demos]
+            parts.append(f"Context:\n{render_context(ctx)}\n\n{FORMAT_EV}\n\n"
+                         f"{render_demo(d.question, demo_ids(ctx, d), d.answer, True)}")
+    parts += [f"Context:\n{render_context(paragraphs)}", fmt]
+    if arm in ("recycled", "recycled_noev"):
+        parts += [render_demo(d.question, demo_ids(paragraphs, d), d.answer, evidence) for d in demos]
     parts.append(f"Question: {question}")
     return "\n\n".join(parts) + "\n", ("Evidence:" if evidence else "Answer:")
 
