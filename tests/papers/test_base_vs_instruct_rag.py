@@ -272,3 +272,17 @@ def test_end_to_end_with_scripted_readers(tmp_path):
     assert t and all(r["prompt"].startswith("system: " + P.instruction("task1")) for r in t)
     assert all(r["prompt"].endswith("Answer:") for r in rows if r["condition"] != "instruct_template")
     assert all(r["raw"] == "NO-RES" for r in rows if r["condition"] != "base")
+
+
+def test_answer_absent_share_removes_every_answer_passage():
+    from solstice.papers.base_vs_instruct_rag.run import absent_pick, without_answer
+    from solstice.retrieval.passages import Retrieved
+
+    cfg = Config(answer_absent=0.3)
+    picked = [absent_pick(str(i), cfg) for i in range(2000)]
+    assert 0.25 < sum(picked) / 2000 < 0.35 and picked == [absent_pick(str(i), cfg) for i in range(2000)]
+    assert not any(absent_pick(str(i), Config()) for i in range(100))
+    ranked = [Retrieved(Document(str(i), t, ""), 1.0, i) for i, t in
+              enumerate(["Paris is big", "Lyon", "the PARIS metro", "Nice", "Lille", "Metz"])]
+    kept = without_answer(ranked, ["Paris"], 3)
+    assert [r.doc.id for r in kept] == ["1", "3", "4"]

@@ -35,6 +35,11 @@ class Config(BaseConfig):
                            "text?, score?}]}, best first")
     corpus_file: str = Field("", description="retrieval=file: the corpus the ids refer to (JSONL {docid|id, title, text} "
                              "or DPR TSV); '' = the mini-corpus")
+    answer_absent: float = Field(0.0, ge=0.0, le=1.0, description="bm25/dense: share of questions (seeded) whose retrieved "
+                                 "documents skip every passage holding a gold answer, so that negative rejection and "
+                                 "parametric recall have a subset to measure on (paper: 0, open retrieval misses often)")
+    absent_depth: int = Field(50, ge=0, description="extra ranks searched to refill k documents without the answer")
+    seed: int = Field(0, description="seed of the answer-absent selection")
     reverse: bool = Field(True, description="documents in reverse rank order, best last next to the question (paper)")
     dedup: bool = Field(True, description="skip duplicate passages (hash of title + text; paper)")
     system_slot: Literal["auto", "system", "merge"] = Field(

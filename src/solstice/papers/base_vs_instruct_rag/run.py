@@ -97,8 +97,28 @@ def retrieve(cfg: Config, ctx, questions: list[D.Question], everyone: list[D.Que
         per_q = [ranked.get(q.id) or ranked[q.text] for q in questions]
     else:
         index = passage_index(corpus, backend=cfg.retrieval, encoder=cfg.encoder)
-        per_q = search_passages(index, corpus, [q.text for q in questions], cfg.k)
+        depth = cfg.k + (cfg.absent_depth if cfg.answer_absent > 0 else 0)
+        per_q = search_passages(index, corpus, [q.text for q in questions], depth)
+        per_q = [without_answer(rs, q.answers, cfg.k) if absent_pick(q.id, cfg) else rs[: cfg.k]
+                 for q, rs in zip(questions, per_q)]
     return {q.id: [[r.doc.id, r.doc.title, r.doc.text, r.score] for r in rs] for q, rs in zip(questions, per_q)}
+
+
+def absent_pick(qid: str, cfg: Config) -> bool:
+    """Whether a question is one of the seeded `answer_absent` share whose documents hold no answer."""
+    import hashlib
+
+    if cfg.answer_absent <= 0:
+        return False
+    h = int(hashlib.sha256(f"{cfg.seed}:{qid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return h < cfg.answer_absent
+
+
+def without_answer(ranked: list, answers, k: int) -> list:
+    """The top k of a ranking after removing every document that contains a gold answer."""
+    from solstice.metrics.answers import answer_in_text
+
+    return [r for r in ranked if not answer_in_text(f"{r.doc.title} {r.doc.text}", answers)][:k]
 
 
 def build_prompt(cfg: Config, task: str, cond: str, q: D.Question, docs: list[Document], system: bool):
