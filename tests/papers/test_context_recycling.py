@@ -229,3 +229,14 @@ def test_common_prefix_generation_equals_generate(tiny_llama):
     want = tiny_llama.generate(prompts, params)
     assert [c[0].text for c in got] == [c[0].text for c in want]
     assert stats.shared and stats.prefix_tokens > 100 and stats.prefix_tokens + stats.tail_tokens < stats.full_tokens
+
+
+def test_recycled_comparisons_use_questions_with_demos_only():
+    from solstice.papers.context_recycling.run import paired
+
+    rows = [{"n_demos": 0, "recycled": {"accuracy": 1, "f1": 1, "ev_f1": 1}, "zero_shot": {"accuracy": 0, "f1": 0, "ev_f1": 0}},
+            {"n_demos": 2, "recycled": {"accuracy": 0, "f1": 0, "ev_f1": 0}, "zero_shot": {"accuracy": 1, "f1": 1, "ev_f1": 1}}]
+    m = paired("hp", rows, "recycled", "zero_shot")
+    assert m["hp_paired_recycled_minus_zero_shot_accuracy"].value == -1 and m["hp_paired_recycled_minus_zero_shot_accuracy"].n == 1
+    none = paired("hp", [rows[0]], "recycled", "zero_shot")
+    assert none["hp_paired_recycled_minus_zero_shot_accuracy"].n == 0

@@ -118,7 +118,10 @@ def arm_metrics(prefix: str, rows: list[dict[str, Any]], arm: str) -> dict[str, 
 
 
 def paired(prefix: str, rows: list[dict[str, Any]], a: str, b: str, fields=("accuracy", "f1", "ev_f1")) -> dict:
-    both = [r for r in rows if a in r and b in r]
+    """Paired differences on the same questions; a comparison with a recycled arm uses only the
+    questions that got at least one demo (without demos the recycled prompt is the zero-shot one)."""
+    both = [r for r in rows if a in r and b in r
+            and (r.get("n_demos", 0) > 0 or not {a, b} & {"recycled", "recycled_noev"})]
     out = {}
     for f in fields:
         if f.startswith("ev_") and (a not in EV_ARMS or b not in EV_ARMS):
@@ -187,6 +190,8 @@ def _hotpot(cfg: Config, ctx) -> dict[str, MetricValue]:
             for k, v in d.reasons.items():
                 reasons[k] = reasons.get(k, 0) + v
         ctx.artifact("demo_rejections.json").write_text(json.dumps(reasons, indent=1))
+    out["hp_questions_with_demos"] = proportion_metric([r["n_demos"] > 0 for r in rows], higher_is_better=None,
+                                                       note="recycled comparisons are paired over these questions")
     out["hp_leaks_dropped"] = MetricValue(float(sum(r["leaks_dropped"] for r in rows)), len(rows), None, None)
     out["hp_prompt_paragraphs_once"] = proportion_metric(
         [r[a]["paragraphs_once"] for r in rows for a in cfg.arms if a != "icl" and a in r])
