@@ -170,6 +170,11 @@ def _hotpot(cfg: Config, ctx) -> dict[str, MetricValue]:
 
     rows = ctx.map(samples, fn, batch_size=1, key="hotpotqa", description="hotpotqa reader")
     out: dict[str, MetricValue] = {}
+    # an ICL reading without any foreign demo is a zero-shot reading: leave it out of the ICL arm
+    rows = [r if "icl" not in r or foreign_for(pos[r["sample_id"]]) else {k: v for k, v in r.items() if k != "icl"}
+            for r in rows]
+    out["hp_icl_questions_with_demos"] = MetricValue(float(sum("icl" in r for r in rows)), len(icl_ids), None, None,
+                                                     "ICL readings that had foreign demos")
     for arm in cfg.arms:
         out |= arm_metrics("hp", rows, arm)
     if {"recycled", "zero_shot"} <= set(cfg.arms):
@@ -195,11 +200,30 @@ def _hotpot(cfg: Config, ctx) -> dict[str, MetricValue]:
     out["hp_leaks_dropped"] = MetricValue(float(sum(r["leaks_dropped"] for r in rows)), len(rows), None, None)
     out["hp_prompt_paragraphs_once"] = proportion_metric(
         [r[a]["paragraphs_once"] for r in rows for a in cfg.arms if a != "icl" and a in r])
+    out |= layout_tokens(ctx.model("reader"), items, cfg)
     oracle = [score_output(oracle_output(it), "Evidence:", it) for it in items]
     for k in ("accuracy", "em", "f1", "ev_precision", "ev_recall", "ev_f1"):
         vals = [float(o[k]) for o in oracle]
         out[f"hp_oracle_{k}"] = MetricValue(sum(vals) / len(vals), len(vals), None, True, "scripted oracle reader")
     return out
+
+
+def layout_tokens(model, items: list[D.Item], cfg: Config) -> dict[str, MetricValue]:
+    """Prompt tokens of the recycled and classic-ICL layouts with k placeholder demos per question
+    (model-independent of what the generator writes): the paper's cost argument."""
+    rec, icl = [], []
+    for i, it in enumerate(items):
+        demos = [Demo(f"What does paragraph {j} say?", p.text.split()[0], p.key())
+                 for j, p in enumerate(it.paragraphs[: cfg.k], 1)]
+        others = [items[(i + j) % len(items)] for j in range(1, min(cfg.k, len(items) - 1) + 1)]
+        foreign = [(o.paragraphs, Demo("What does it say?", o.paragraphs[0].text.split()[0], o.paragraphs[0].key()))
+                   for o in others]
+        for arm, acc in (("recycled", rec), ("icl", icl)):
+            acc.append(model.count_tokens(model.render(wrap(cfg, *reader_prompt(arm, it.paragraphs, it.question,
+                                                                                  demos, foreign)))))
+    note = f"k = {cfg.k} placeholder demos per question"
+    return {"hp_layout_tokens_recycled": mean_metric(rec, higher_is_better=False, note=note),
+            "hp_layout_tokens_icl": mean_metric(icl, higher_is_better=False, note=note)}
 
 
 def _sweep(cfg: Config, ctx) -> dict[str, MetricValue]:
