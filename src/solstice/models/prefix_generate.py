@@ -36,11 +36,13 @@ def generate_common_prefix(model: Model, prompts: Sequence[Prompt], params: GenP
     """Completions for each prompt (as `model.generate`), reading the common prefix once."""
     from solstice.models.prefix_sampling import Prefix, _is_hf, generate_from
 
+    from solstice.models.base import unwrap
+
     if not prompts:
         return [], PrefixStats()
-    if not _is_hf(model):
+    m: Any = unwrap(model)  # under a call cache the backend is read directly (the cache cannot serve a KV prefix)
+    if not _is_hf(m):
         return model.generate(prompts, params), PrefixStats(full_tokens=0)
-    m: Any = model
     enc = [m.encode(m.render(p)) for p in prompts]
     full = sum(len(e) for e in enc)
     p = min(common_prefix_len(enc), min(len(e) for e in enc) - 1)

@@ -173,7 +173,8 @@ def run_condition(cfg: Config, ctx, task: str, cond: str, qs: list[D.Question], 
                          **H.score(c.text, q.answers, match_text)})
         return rows
 
-    return ctx.map(samples, fn, batch_size=cfg.batch_size, key=f"{task}-{cond}", description=f"{task} {cond}")
+    return ctx.map(samples, fn, batch_size=cfg.batch_size, key=f"{task}-{cond}", description=f"{task} {cond}",
+                   roles=(ROLE[cond],))
 
 
 def condition_metrics(prefix: str, rows: list[dict[str, Any]], task: str) -> dict[str, MetricValue]:
@@ -242,7 +243,8 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     need = {q.id: q for t in ("task1", "proof") if t in selections for q in selections[t]}
     contexts: dict[str, Any] = {}
     if need:
-        contexts = ctx.stage(f"retrieval-{cfg.retrieval}", lambda: retrieve(cfg, ctx, list(need.values()), questions))
+        contexts = ctx.stage(f"retrieval-{cfg.retrieval}", lambda: retrieve(cfg, ctx, list(need.values()), questions),
+                             roles=())
         with open(ctx.artifact("topk.jsonl"), "w") as f:
             for qid, entries in contexts.items():
                 f.write(json.dumps({"id": qid, "ctxs": [{"id": e[0], "score": e[3]} for e in entries]}) + "\n")

@@ -65,7 +65,7 @@ def build_demos(cfg: Config, ctx, items: list[D.Item], key: str) -> dict[str, De
                                max_new_tokens=cfg.demo_max_new_tokens, max_calls=cfg.demo_max_calls).to_json()
                 for s in batch]
 
-    rows = ctx.map(samples, fn, batch_size=1, key=key, description=f"demos ({key})")
+    rows = ctx.map(samples, fn, batch_size=1, key=key, description=f"demos ({key})", roles=("generator",))
     return {r["sample_id"]: DemoSet.from_json(r) for r in rows}
 
 
@@ -168,7 +168,8 @@ def _hotpot(cfg: Config, ctx) -> dict[str, MetricValue]:
             rows.append(row)
         return rows
 
-    rows = ctx.map(samples, fn, batch_size=1, key="hotpotqa", description="hotpotqa reader")
+    rows = ctx.map(samples, fn, batch_size=1, key="hotpotqa", description="hotpotqa reader",
+                   roles=("reader", "generator"))
     out: dict[str, MetricValue] = {}
     # an ICL reading without any foreign demo is a zero-shot reading: leave it out of the ICL arm
     rows = [r if "icl" not in r or foreign_for(pos[r["sample_id"]]) else {k: v for k, v in r.items() if k != "icl"}
@@ -247,7 +248,8 @@ def _sweep(cfg: Config, ctx) -> dict[str, MetricValue]:
             rows.append(row)
         return rows
 
-    rows = ctx.map(samples, fn, batch_size=1, key="sweep", description="nq position sweep")
+    rows = ctx.map(samples, fn, batch_size=1, key="sweep", description="nq position sweep",
+                   roles=("reader", "generator"))
     out: dict[str, MetricValue] = {}
     for p in cfg.sweep_positions:
         at = [r for r in rows if r["position"] == p]
