@@ -46,6 +46,8 @@ class Config(BaseConfig):
     ties: Literal["distance", "first"] = Field("distance", description="vote ties: smallest summed NN distance, "
                                                "or the first tied label in voter order (parity)")
     n_train_concepts: int = Field(10, description="training concepts per split (paper: 15 of ~50; spec: 10 of 16)")
+    medium_train_concepts: int | None = Field(None, description="training concepts per split for ranges other "
+                                              "than 'low' (default: n_train_concepts)")
     n_splits: int = Field(10, description="random concept splits (paper: 10)")
     split_seed: int = Field(42, description="seed of the concept splits (paper: 42)")
     synthetic_models: int = Field(4, description="planted-spectrum synthetic LoRAs per size for the harness check")

@@ -100,11 +100,11 @@ def features_of(paths: list[Path], cfg: Config) -> tuple[list[dict], list[dict],
 
 # -- evaluation of one labelled set ---------------------------------------------------------------
 def evaluate_set(feats: list[dict], norms: list[dict], totals: list[float], sizes: list[float],
-                 concepts: list[str], cfg: Config) -> dict[str, Any]:
+                 concepts: list[str], cfg: Config, n_train: int | None = None) -> dict[str, Any]:
     from solstice.papers.dsire.evaluate import evaluate_splits, leave_in_accuracy
 
     n_concepts = len(set(concepts))
-    n_train = min(cfg.n_train_concepts, n_concepts - 1)
+    n_train = min(n_train or cfg.n_train_concepts, n_concepts - 1)
     splits = evaluate_splits(feats, norms, sizes, concepts, n_train=n_train, n_splits=cfg.n_splits,
                              seed=cfg.split_seed, normalise=cfg.normalise, ties=cfg.ties)
     means = {s: float(np.mean([t for t, n in zip(totals, sizes) if n == s])) for s in sorted(set(sizes))}
@@ -221,8 +221,9 @@ def run_benchmark(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
             res[name] = {}
             for st in sorted(set(cfg.checkpoints)):
                 feats, norms, totals = features_of([root / i / f"step{st}" for i in ids], cfg)
+                n_train = cfg.n_train_concepts if name == "low" else (cfg.medium_train_concepts or cfg.n_train_concepts)
                 r = evaluate_set(feats, norms, totals, [float(jobs[i].n) for i in ids],
-                                 [jobs[i].concept for i in ids], cfg)
+                                 [jobs[i].concept for i in ids], cfg, n_train)
                 res[name][str(st)] = r
         return res
 
