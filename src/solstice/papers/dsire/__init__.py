@@ -62,11 +62,11 @@ PAPER = PaperSpec(
         ),
         "small": Reproduction(
             "low range 1-6 on 16 concepts (96 LoRAs, 10 train / 6 test concepts per split) and medium range "
-            "{1,8,16,32,64} on 4 concepts (20 LoRAs, 2 / 2); r=8, alpha=16, q/v of the top 10 layers, 16 steps of "
-            "4 64-token chunks at lr 3e-4, checkpoints 4/8/12/16; 10 concept splits (spec plan cut for a shared "
-            "2-core CPU, see README)",
-            {"n_concepts": 16, "medium_concepts": 4, "medium_train_concepts": 2, "chunk_tokens": 64, "steps": 16,
-             "checkpoints": [4, 8, 12, 16]},
+            "{1,8,16,32,64} on 4 concepts (20 LoRAs, 2 / 2); r=8, alpha=16, q/v of the top 10 layers, 8 steps of "
+            "4 32-token chunks at lr 3e-4, checkpoints 2/4/6/8; 10 concept splits (spec plan cut 5x in steps for a "
+            "shared, loaded 2-core CPU, see README)",
+            {"n_concepts": 16, "medium_concepts": 4, "medium_train_concepts": 2, "chunk_tokens": 32, "steps": 8,
+             "checkpoints": [2, 4, 6, 8]},
             minutes=60.0,
         ),
     },
