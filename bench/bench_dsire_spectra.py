@@ -30,7 +30,7 @@ def main() -> None:
     for i in range(a.reps):
         B = torch.randn(a.d, a.r, generator=g)
         A = torch.randn(a.r, a.d, generator=g)
-        sides = [("qr", lambda: qr_svdvals(B, A)), ("dense", lambda: torch.linalg.svdvals(B @ A)[: a.r])]
+        sides = [("qr", lambda B=B, A=A: qr_svdvals(B, A)), ("dense", lambda B=B, A=A: torch.linalg.svdvals(B @ A)[: a.r])]
         for name, fn in (sides if i % 2 == 0 else sides[::-1]):
             t0 = time.perf_counter()
             s = fn()

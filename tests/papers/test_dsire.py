@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import cli_env
 
+from conftest import cli_env
 from solstice.errors import DataError
 from solstice.papers.dsire.evaluate import evaluate_splits, leave_in_accuracy
 from solstice.papers.dsire.method import DSiRe, Normaliser, concept_splits, stack, vote
