@@ -66,14 +66,21 @@ PAPER = PaperSpec(
             minutes=0.7,
         ),
         "small": Reproduction(
-            "quick mode: 3 binary tasks, 24 val / 40 test items, 5 respondents (0/1/2-shot), D_pref 8, 6 drafts x 3 "
-            "rationales, 4 question pairs per task, 8 generated examples per task and teacher, seeds 0/1/2 "
-            "(the spec's 2-hour plan cut for a shared, loaded 2-core CPU; see README)",
-            {"n_val": 24, "n_test": 40, "respondent_shots": [0, 1, 2], "respondent_draws": 2,
-             "respondent_styles": ["plain"], "k_pref": 8, "m_questions": 6, "n_rationales": 3, "question_pairs": 4,
-             "n_generate": 8, "max_question_calls": 3, "answer_tokens": 48, "rationale_tokens": 48,
-             "question_tokens": 64},
-            minutes=30.0,
+            "the spec's small-scale plan: 3 binary tasks, 100 val / 145 test items, 20 respondents, D_pref 20, 20 "
+            "drafts x 4 rationales, 25 question pairs per task, 60 generated examples per task and teacher, seeds "
+            "0/1/2 (about 2 h on an idle 2-core CPU)",
+            {},
+            minutes=150.0,
+        ),
+        "quick": Reproduction(
+            "what fitted a shared, overloaded 2-core CPU: 1 task (boolean_expressions), 16 val / 40 test items, "
+            "3 respondents, D_pref 6, 6 drafts x 2 rationales, 3 question pairs, 6 generated examples per teacher "
+            "and seed, 32-token generations, seeds 0/1/2",
+            {"tasks": ["boolean_expressions"], "n_val": 16, "n_test": 40, "respondent_shots": [0, 1],
+             "respondent_draws": 2, "respondent_styles": ["plain"], "k_pref": 6, "m_questions": 6,
+             "n_rationales": 2, "max_question_calls": 2, "question_tokens": 40, "rationale_tokens": 32,
+             "question_pairs": 3, "n_generate": 6, "answer_tokens": 32, "dpo_batch_size": 2},
+            minutes=20.0,
         ),
     },
     datasets=_datasets,
