@@ -9,37 +9,12 @@ import sys
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
 
 from conftest import cli_env, needs_data, shared_data
-from solstice.metrics.irt import fit_2pl, most_discriminating, simulate_2pl
 from solstice.papers.arte.answers import extract, is_correct, normalise
 from solstice.papers.arte.drafts import label_of, parse_questions
 from solstice.papers.arte.preferences import quartile_pairs, rationale_pair
 from solstice.papers.arte.tasks import Item, Task, build_task, contaminated, norm_input, split
-
-
-# -- IRT ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", [0, 1])
-def test_irt_recovers_simulated_parameters(seed):
-    Y, th, b, a = simulate_2pl(200, 40, seed=seed)
-    fit = fit_2pl(Y)
-    assert fit.converged
-    assert spearmanr(fit.beta, b)[0] >= 0.9
-    assert spearmanr(fit.alpha, a)[0] >= 0.7
-    assert spearmanr(fit.theta, th)[0] >= 0.85
-
-
-def test_irt_top_k_is_by_discrimination_and_missing_cells_are_ignored():
-    Y, _, _, _ = simulate_2pl(60, 12, seed=3)
-    fit = fit_2pl(Y)
-    top = most_discriminating(fit, 4)
-    assert top == [int(i) for i in np.argsort(-fit.alpha, kind="stable")[:4]]
-    Y2 = Y.copy()
-    Y2[0, 0] = np.nan
-    assert fit_2pl(Y2).converged
-    with pytest.raises(Exception, match="0, 1 or NaN"):
-        fit_2pl(Y * 2)
 
 
 # -- pairs ---------------------------------------------------------------------------------------------
