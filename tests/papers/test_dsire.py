@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import cli_env
+from conftest import cli_env, needs_data
 from solstice.errors import DataError
 from solstice.papers.dsire.evaluate import evaluate_splits, leave_in_accuracy
 from solstice.papers.dsire.method import DSiRe, Normaliser, concept_splits, stack, vote
@@ -270,3 +270,35 @@ def test_cli_bad_adapter_folder_is_one_line_and_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "solstice", "run", "dsire", "--set", f"adapters={tmp_path / 'mine'}",
                         "--out", str(tmp_path / "runs")], env=cli_env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "reference" in r.stderr
+
+
+@pytest.mark.slow
+@needs_data
+def test_a_killed_benchmark_build_continues_at_the_next_lora(tmp_path):
+    from solstice.core.records import RunRecord
+    from solstice.core.runner import run_paper
+
+    sets = ["ranges={low: [1, 2]}", "n_concepts=2", "n_train_concepts=1", "n_splits=2", "top_layers=1",
+            "chunk_tokens=16", "steps=2", "checkpoints=[1, 2]", "lora_r=2"]
+    res = run_paper("dsire", scale="smoke", sets=sets, models=["target=tiny:llama"], out=tmp_path)
+    run_dir = res.path
+    rec = RunRecord(run_dir)
+    rows = rec.load_samples()
+    assert len(rows) == 4 and rec.read()["status"] == "completed"
+    ad = run_dir / "artifacts" / "adapters"
+    kept = {r["sample_id"]: (ad / r["sample_id"] / "step2" / "adapter_model.safetensors").stat().st_mtime_ns
+            for r in rows[:2]}
+    # simulate a kill after two LoRAs: the last two records and the later stages are gone
+    lines = (run_dir / "samples.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "samples.jsonl").write_text("".join(lines[:2]))
+    for f in (run_dir / "stages").glob("*.json"):
+        if f.stem != "prefix_check":
+            f.unlink()
+    (run_dir / "metrics.json").unlink()
+    rec.update(status="interrupted")
+    again = run_paper("dsire", scale="smoke", sets=sets, models=["target=tiny:llama"], resume=run_dir)
+    assert RunRecord(run_dir).read()["status"] == "completed" and len(RunRecord(run_dir).load_samples()) == 4
+    for sid, mtime in kept.items():  # finished LoRAs were not retrained
+        assert (ad / sid / "step2" / "adapter_model.safetensors").stat().st_mtime_ns == mtime
+    assert json.loads((run_dir / "metrics.json").read_text())["n_loras"]["value"] == 4
+    assert again.status == "completed"

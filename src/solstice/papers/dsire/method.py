@@ -80,25 +80,20 @@ class Normaliser:
 
 
 class DSiRe:
-    """Per-voter 1-NN classifiers (sklearn, L2) and a majority vote. `ties='distance'` picks, among
-    labels with the most votes, the one whose voters' summed NN distance is smallest (then the
-    smallest label); `ties='first'` the tied label of the first voter (in sorted voter order) that
-    voted for one. `voters` restricts the voters used (default: all)."""
+    """Per-voter 1-NN classifiers (L2, NumPy brute force: the nearest training model's size; the
+    first one on equal distances) and a majority vote. `ties='distance'` picks, among labels with
+    the most votes, the one whose voters' summed NN distance is smallest (then the smallest label);
+    `ties='first'` the tied label of the first voter (in sorted voter order) that voted for one.
+    `voters` restricts the voters used (default: all)."""
 
-    def __init__(self, normalise: str = "global", ties: str = "distance", voters: Sequence[str] | None = None,
-                 k: int = 1) -> None:
+    def __init__(self, normalise: str = "global", ties: str = "distance", voters: Sequence[str] | None = None) -> None:
         if ties not in TIES:
             raise ConfigError(f"ties must be one of {', '.join(TIES)}, got '{ties}'")
-        if k < 1:
-            raise ConfigError("k must be at least 1")
         self.norm = Normaliser(normalise)
         self.ties = ties
-        self.k = k
         self.voter_filter = list(voters) if voters is not None else None
 
     def fit(self, feats: Sequence[dict[str, np.ndarray]], sizes: Sequence[float]) -> DSiRe:
-        from sklearn.neighbors import KNeighborsClassifier
-
         if len(feats) != len(sizes) or not feats:
             raise DataError(f"{len(feats)} feature sets for {len(sizes)} sizes")
         self.voters = sorted(self.voter_filter if self.voter_filter is not None else feats[0])
@@ -106,21 +101,22 @@ class DSiRe:
             raise ConfigError("no voters selected")
         X = stack(feats, self.voters)
         self.norm.fit(X)
-        X = self.norm.transform(X)
+        self.X = self.norm.transform(X)
         self.labels = np.asarray(sizes, dtype=float)
-        self.models = {v: KNeighborsClassifier(n_neighbors=min(self.k, len(feats)), algorithm="brute")
-                       .fit(X[v], self.labels) for v in self.voters}
         return self
 
     def voter_predictions(self, feats: Sequence[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """[n_models, n_voters] predicted labels and their NN distances."""
+        from scipy.spatial.distance import cdist
+
         X = self.norm.transform(stack(feats, self.voters))
         labels = np.empty((len(feats), len(self.voters)))
         dists = np.empty_like(labels)
         for j, v in enumerate(self.voters):
-            labels[:, j] = self.models[v].predict(X[v])
-            d, _ = self.models[v].kneighbors(X[v], n_neighbors=1)
-            dists[:, j] = d[:, 0]
+            d = cdist(X[v], self.X[v])
+            nn = np.argmin(d, axis=1)
+            labels[:, j] = self.labels[nn]
+            dists[:, j] = d[np.arange(len(nn)), nn]
         return labels, dists
 
     def predict(self, feats: Sequence[dict[str, np.ndarray]]) -> list[Prediction]:
@@ -170,21 +166,26 @@ class LogSizeRegressor:
 def best_single_voter(feats: Sequence[dict[str, np.ndarray]], sizes: Sequence[float], groups: Sequence[Any],
                       normalise: str = "global") -> str:
     """The voter with the lowest leave-one-group-out MAE inside the training models (the
-    validation split never sees the test concepts); ties go to the first voter in sorted order."""
-    groups = list(groups)
-    uniq = sorted(set(groups), key=str)
-    if len(uniq) < 2:
-        raise DataError("choosing the single best voter needs training models of at least two concepts")
+    validation split never sees the test concepts); with a single training concept, leave-one-model-out.
+    Every normalisation offered is one affine map per voter, which leaves 1-NN results unchanged, so
+    the folds use the raw features. Ties go to the first voter in sorted order."""
+    from scipy.spatial.distance import cdist
+
+    Normaliser(normalise)  # validates the mode
+    g = np.asarray([str(x) for x in groups])
+    if len(set(g)) < 2:
+        g = np.arange(len(g)).astype(str)
+    if len(g) < 2:
+        raise DataError("choosing the single best voter needs at least two training models")
+    y = np.asarray(sizes, dtype=float)
     voters = sorted(feats[0])
-    err = dict.fromkeys(voters, 0.0)
-    sizes_arr = np.asarray(sizes, dtype=float)
-    for g in uniq:
-        tr = [i for i, x in enumerate(groups) if x != g]
-        te = [i for i, x in enumerate(groups) if x == g]
-        clf = DSiRe(normalise).fit([feats[i] for i in tr], sizes_arr[tr])
-        labels, _ = clf.voter_predictions([feats[i] for i in te])
-        for j, v in enumerate(clf.voters):
-            err[v] += float(np.abs(labels[:, j] - sizes_arr[te]).sum())
+    X = stack(feats, voters)
+    same = g[:, None] == g[None, :]
+    err = {}
+    for v in voters:
+        d = cdist(X[v], X[v])
+        d[same] = np.inf  # a model's own concept is held out with it
+        err[v] = float(np.abs(y[np.argmin(d, axis=1)] - y).sum())
     return min(voters, key=lambda v: (err[v], voters.index(v)))
 
 
