@@ -18,7 +18,7 @@ def _datasets(cfg):
 
 
 _SETTING = ("SmolLM2-135M as both teacher and student (degenerate: not the paper's 70B teacher / 2B student), "
-            "3 binary BBH tasks, option log-likelihood scoring")
+            "binary BBH tasks (1 in `quick`, 3 in `small`), option log-likelihood scoring")
 _SEED_CLAIMS = tuple(
     c for s in (0, 1, 2) for c in (
         Claim(f"aligned_beats_original_s{s}", f"the student trained on ARTE data beats the one trained on the "
