@@ -151,11 +151,13 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         overlap = {it.input for it in t.val} & {it.input for it in t.test}
         if overlap:
             raise ConfigError(f"task {t.name}: val and test share {len(overlap)} inputs")
-    irt = {t: ctx.stage(f"irt__{t}", lambda t=t: irt_stage(student, tasks[t], cfg)) for t in tasks}
-    drafts = {t: ctx.stage(f"drafts__{t}", lambda t=t: drafts_stage(teacher, tasks[t], cfg)) for t in tasks}
+    irt = {t: ctx.stage(f"irt__{t}", lambda t=t: irt_stage(student, tasks[t], cfg), roles=("student",)) for t in tasks}
+    drafts = {t: ctx.stage(f"drafts__{t}", lambda t=t: drafts_stage(teacher, tasks[t], cfg), roles=("teacher",)) for t in tasks}
     scored = {t: ctx.stage(f"scores__{t}", lambda t=t: scores_stage(student, tasks[t], drafts[t]["drafts"],
-                                                                    irt[t]["pref"])) for t in tasks}
-    pairs = {t: ctx.stage(f"pairs__{t}", lambda t=t: pairs_stage(teacher, tasks[t], scored[t], cfg)) for t in tasks}
+                                                                    irt[t]["pref"]),
+                            roles=("teacher", "student")) for t in tasks}
+    pairs = {t: ctx.stage(f"pairs__{t}", lambda t=t: pairs_stage(teacher, tasks[t], scored[t], cfg),
+                        roles=("teacher", "student")) for t in tasks}
     for name, obj in (("irt", irt), ("drafts", drafts), ("scores", scored), ("pairs", pairs)):
         ctx.artifact(f"{name}.json").write_text(json.dumps(obj, indent=1))
     all_pairs = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for t in tasks for p in pairs[t]["pairs"]]
@@ -171,7 +173,8 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         gens = {}
         for label, tm in (("original", teacher), ("aligned", aligned)):
             gens[label] = {t: ctx.stage(f"gen__{label}__s{seed}__{t}",
-                                        lambda t=t, tm=tm, seed=seed: generate_stage(tm, tasks[t], cfg, seed)) for t in tasks}
+                                        lambda t=t, tm=tm, seed=seed: generate_stage(tm, tasks[t], cfg, seed),
+                                        roles=("teacher", "student")) for t in tasks}
 
         def students(seed: int = seed, gens: dict = gens) -> dict[str, Any]:
             from solstice.papers.arte.student import evaluate, sft_student
@@ -188,7 +191,8 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
                 out[f"{label}_n_train"] = len(data)
             return out
 
-        per_seed[seed] = {"students": ctx.stage(f"students__s{seed}", students), "dpo_log": dpo_log,
+        per_seed[seed] = {"students": ctx.stage(f"students__s{seed}", students, roles=("teacher", "student")),
+                          "dpo_log": dpo_log,
                           "gen_stats": {lab: {t: g[t]["stats"] for t in g} for lab, g in gens.items()}}
         del aligned
     ctx.artifact("results.json").write_text(json.dumps(per_seed, indent=1))

@@ -190,7 +190,7 @@ def run_benchmark(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         return chunk_cache[c]
 
     first = chunks(next(iter(need)))
-    diff = ctx.stage("prefix_check", lambda: {"max_abs_logit_diff": trainer.verify(first[:2])})
+    diff = ctx.stage("prefix_check", lambda: {"max_abs_logit_diff": trainer.verify(first[:2])}, roles=("target",))
     root = ctx.artifact("adapters")
     root.mkdir(exist_ok=True)
 
@@ -205,7 +205,8 @@ def run_benchmark(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         return out
 
     samples = [Sample(id=k, input=k) for k in sorted(jobs, key=lambda k: (jobs[k].n, k))]
-    records = ctx.map(samples, build, batch_size=1, key="lora", description="dsire: training LoRAs")
+    records = ctx.map(samples, build, batch_size=1, key="lora", description="dsire: training LoRAs",
+                      roles=("target",))
     missing = [r["sample_id"] for r in records if not (root / r["sample_id"] / f"step{cfg.steps}").is_dir()]
     if missing:
         raise DataError(f"the checkpoint of LoRA '{missing[0]}' is gone from {root}; delete its line from "
@@ -227,8 +228,8 @@ def run_benchmark(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
                 res[name][str(st)] = r
         return res
 
-    results = ctx.stage("evaluation", evaluate)
-    synth = ctx.stage("synthetic_check", lambda: synthetic_check(cfg))
+    results = ctx.stage("evaluation", evaluate, roles=("target",))
+    synth = ctx.stage("synthetic_check", lambda: synthetic_check(cfg), roles=())
     secs = [r["seconds"] for r in records]
     metrics: dict[str, MetricValue] = {
         "n_loras": MetricValue(float(len(records)), len(records), None, None, "LoRAs trained (all ranges)"),
@@ -290,12 +291,12 @@ def run_reference(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     paths = [p for p, _, _ in labelled]
     sizes = [s for _, s, _ in labelled]
     concepts = [c for _, _, c in labelled]
-    feats, norms, totals = ctx.stage("reference_features", lambda: _jsonable(features_of(paths, cfg)))
+    feats, norms, totals = ctx.stage("reference_features", lambda: _jsonable(features_of(paths, cfg)), roles=())
     feats, norms = _arrays(feats), _arrays(norms)
     if not cfg.adapters:
         if len(set(concepts)) < 2:
             raise DataError(f"'{ref_root}': concept-split evaluation needs at least two concepts")
-        res = ctx.stage("evaluation", lambda: evaluate_set(feats, norms, totals, sizes, concepts, cfg))
+        res = ctx.stage("evaluation", lambda: evaluate_set(feats, norms, totals, sizes, concepts, cfg), roles=())
         write_outputs(ctx, {"reference": {"final": res}}, 0)
         return set_metrics(res, "reference")
     from solstice.training.lora_spectra import check_same_layers, read_adapter
@@ -316,7 +317,7 @@ def run_reference(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
                 for s, p, x in zip(batch, preds, regs)]
 
     samples = [Sample(id=str(t.relative_to(root)), input=str(t)) for t in targets]
-    rows = ctx.map(samples, predict, batch_size=16, key="predict", description="dsire: sizing adapters")
+    rows = ctx.map(samples, predict, batch_size=16, key="predict", description="dsire: sizing adapters", roles=())
     with open(ctx.artifact("predictions.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "predicted_size", "confidence", "regression_size"])
