@@ -60,9 +60,24 @@ def _private_tmp(plan: dict) -> str:
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     opts = f"size={int(plan['tmp_size_mb'])}m,mode=1777"
+    # paths the interpreter needs below the covered directories (a venv or checkout under /tmp):
+    # held open before the tmpfs hides them, then bind-mounted back, read-only, at their places
+    keep = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in plan.get("tmp_binds", [])]
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(d):
             linux.mount("tmpfs", d, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, opts)
+    for p, fd in keep:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(p, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(p), mode=0o755, exist_ok=True)
+            open(p, "w").close()
+        linux.mount(f"/proc/self/fd/{fd}", p, None, linux.MS_BIND | linux.MS_REC)
+        try:
+            linux.mount("none", p, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+        except OSError:
+            pass  # the files stay protected by their owner and Landlock
+        os.close(fd)
     for i, (block, paths) in enumerate(plan.get("expose", [])):
         _expose(block, paths, f"/tmp/.expose-{i}")
     work = "/tmp/work"

@@ -26,6 +26,7 @@ from solstice.sandbox import linux
 
 OUT_KEEP = 8192  # bytes of stdout / stderr kept per job
 RESULT_CAP = 4 << 20  # bytes of result events read per job
+TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")  # covered by the private tmpfs of each job
 SYSTEM_READ_ROOTS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt",
                      "/proc", "/sys", "/dev", "/run", "/var", "/srv", "/snap", "/nix")
 
@@ -81,6 +82,25 @@ def hidden_paths(paths: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def under_temp_roots(paths: list[str]) -> list[str]:
+    """The topmost of `paths` (made real) that lie below a directory the private tmpfs covers:
+    they are bind-mounted back into the job's fresh /tmp so that an interpreter, a virtualenv,
+    a checkout or task data placed there stays visible."""
+    roots = [os.path.realpath(r) for r in TEMP_ROOTS]
+    found = []
+    for p in dict.fromkeys(os.path.realpath(x) for x in paths if x and os.path.exists(x)):
+        if any(p.startswith(r + os.sep) for r in roots):
+            found.append(p)
+    return sorted(p for p in found if not any(q != p and p.startswith(q + os.sep) for q in found))
+
+
+def needed_paths(cfg: dict) -> list[str]:
+    """Everything the job's interpreter reads: prefixes, the executable's directory, sys.path and
+    the configured data directories."""
+    return [sys.base_prefix, sys.prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+            os.path.dirname(os.path.abspath(sys.executable)), *sys.path, *cfg.get("read_paths", [])]
+
+
 def _enter_network_namespace(cfg: dict) -> tuple[str, str]:
     """(network layer, user mode) for this worker. The worker itself moves into a fresh network
     namespace (loopback only) that its jobs inherit."""
@@ -120,6 +140,14 @@ def _preload(names: list[str]) -> dict[str, str]:
 def _probe_program(hidden: dict[str, list[str]]) -> str:
     paths = [p for ps in hidden.values() for p in ps]
     return f"import os\nfor p in {paths!r}:\n    os.listdir(p) if os.path.isdir(p) else open(p, 'rb').close()\n"
+
+
+def _visibility_program(paths: list[str]) -> str:
+    """A probe job that names the first needed path the job cannot see (the cause of a broken
+    environment, instead of import errors in every sample)."""
+    return ("import os\nfor p in %r:\n    try:\n        os.listdir(p) if os.path.isdir(p) else open(p, 'rb').close()\n"
+            "    except OSError as e:\n        raise RuntimeError(f'{p} (needed by the interpreter) is not visible "
+            "in the sandbox: {e.strerror}') from None\n" % (paths,))
 
 
 def _try_layer(plan: dict, workdir: str, program: str = "x = 1") -> str:
@@ -167,9 +195,11 @@ def build_plan(cfg: dict, net: str, user_mode: str, slot_dir: str) -> tuple[dict
     notes = []
     probe_dir = tempfile.mkdtemp(dir=slot_dir)
     os.chmod(probe_dir, 0o777)
-    needed = [sys.base_prefix, sys.prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-              *sys.path, *cfg.get("read_paths", [])]
+    needed = needed_paths(cfg)
+    visible = [p for p in dict.fromkeys(os.path.realpath(x) for x in needed if x) if os.path.exists(p)]
     hidden = hidden_paths(needed) if user_mode == "root" and cfg.get("drop_privileges", True) else {}
+    if user_mode == "root" and not cfg.get("drop_privileges", True):
+        report["user"] = "root (privilege drop switched off)"
     if user_mode == "root" and cfg.get("drop_privileges", True):
         uid = int(cfg.get("uid_base", 62000)) + slot
         trial = dict(plan, uid=uid, gid=uid, keep_caps=(1 << linux.CAP_DAC_READ_SEARCH) if hidden else 0)
@@ -181,15 +211,21 @@ def build_plan(cfg: dict, net: str, user_mode: str, slot_dir: str) -> tuple[dict
             notes.append(f"privilege drop unavailable ({why})")
             report["user"] = "root (privilege drop failed)"
     if cfg.get("private_tmp", True) and (user_mode in ("root", "userns")):
-        expose = [[b, ps] for b, ps in hidden.items() if b not in ps]
-        trial = dict(plan, private_tmp=True)
-        if plan["uid"] is not None and hidden and len(expose) == len(hidden):
+        binds = under_temp_roots(needed)
+        # a blocking directory below /tmp disappears under the fresh tmpfs: its needed paths come
+        # back through `tmp_binds` (with world-traversable parents), so it needs no exposing
+        in_tmp = {b for b in hidden if under_temp_roots([b])}
+        expose = [[b, ps] for b, ps in hidden.items() if b not in ps and b not in in_tmp]
+        trial = dict(plan, private_tmp=True, tmp_binds=binds)
+        if plan["uid"] is not None and hidden and len(expose) == len(hidden) - len(in_tmp):
             trial.update(expose=expose, keep_caps=0)  # show only the needed paths instead of a capability
-        why = _try_layer(trial, probe_dir, _probe_program(hidden))
+        why = _try_layer(trial, probe_dir, _visibility_program(visible))
         if not why:
             plan = trial
         else:
             notes.append(f"private /tmp unavailable ({why})")
+    if plan.get("tmp_binds"):
+        report["filesystem_binds"] = list(plan["tmp_binds"])
     if plan["uid"] is not None and plan["keep_caps"]:
         report["user"] += " + CAP_DAC_READ_SEARCH (Python is not world-readable and no mount namespace)"
     elif plan.get("expose"):
