@@ -341,3 +341,28 @@ def test_samples_file_errors_are_one_line(tmp_path):
     bad.write_text('{"task_id": "BigCodeBench/0", "answer": "x"}\n')
     with pytest.raises(DataError, match="'solution' or 'completion'"):
         read_samples(bad)
+
+
+@linux
+def test_the_work_queue_keeps_both_workers_busy_and_hands_results_back_in_order(tiny_tasks):
+    """No batch barrier: while one worker runs a slow sample, the other works through the next
+    ones; results still come back in the order asked for. Each job writes its start and end
+    times; at least three short jobs must have started before the slow one ended."""
+    from solstice.papers.bigcodebench import evaluate as ev
+    from solstice.papers.bigcodebench.tasks import load_tasks
+    from solstice.sandbox import SandboxConfig, SandboxPool
+
+    task = load_tasks(tiny_tasks[0])[0]
+    sol = ("import time, sys\nsys.stdout.write(f'{{time.time()}} ')\ntime.sleep({})\n"
+           "sys.stdout.write(f'{{time.time()}}')\ndef task_func(x):\n    return 2 * x\n")
+    units = [ev.Unit("u0", task, sol.format(2.5), 30)] + [ev.Unit(f"u{i}", task, sol.format(0.1), 30) for i in range(1, 9)]
+    with SandboxPool(SandboxConfig(workers=2, timeout=30, preload=())) as pool:
+        q = ev.InOrder(lambda: pool, lambda first: units[first:])
+        got = [q.results(i, [u])[0] for i, u in enumerate(units)]
+        q.close()
+        again = ev.run_units(pool, units[:1])  # the pool is reusable after the queue
+    assert [u.id for u, _ in got] == [u.id for u in units]
+    assert all(r.status == "pass" for _, r in got) and again["u0"].status == "pass"
+    times = [tuple(map(float, r.stdout.split())) for _, r in got]
+    slow_end = times[0][1]
+    assert sum(start < slow_end for start, _ in times[1:]) >= 3, times

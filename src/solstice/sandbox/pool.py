@@ -226,6 +226,9 @@ class SandboxPool:
     def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
         """Run every job; yield results in completion order."""
         todo = deque(jobs)
+        for w in self.workers:
+            if w.job is not None:  # a result still owed to an abandoned run(): never hand it to this one
+                self._restart(w)
         sel = selectors.DefaultSelector()
         try:
             for w in self.workers:
@@ -264,6 +267,15 @@ class SandboxPool:
 
     def run_all(self, jobs: Iterable[Job]) -> dict[str, ExecResult]:
         return {r.id: r for r in self.run(jobs)}
+
+    def _restart(self, w: _Worker) -> None:
+        if w.proc is not None and w.proc.poll() is None:
+            w.proc.kill()
+        try:
+            w.stop()
+        except OSError:
+            pass
+        w.start()
 
     def _replace(self, w: _Worker, sel: selectors.BaseSelector, why: str) -> ExecResult:
         job = w.job

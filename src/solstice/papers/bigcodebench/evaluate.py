@@ -92,6 +92,43 @@ def run_units(pool: SandboxPool, units: list[Unit], on_result: Callable[[Unit, E
     return out
 
 
+class InOrder:
+    """A continuous work queue with in-order hand-back. On the first request (for the unit list
+    from position `first` onwards) every unit goes to the pool at once, so both workers stay busy;
+    `results(first, units)` returns the results of `units`, reading the pool's completion-order
+    stream and keeping results that arrive early until they are asked for."""
+
+    def __init__(self, pool_fn: Callable[[], SandboxPool], units_from: Callable[[int], list[Unit]]) -> None:
+        self.pool_fn, self.units_from = pool_fn, units_from
+        self.stream = None
+        self.early: dict[str, ExecResult] = {}
+        self.by_id: dict[str, Unit] = {}
+
+    def results(self, position: int, units: list[Unit]) -> list[tuple[Unit, ExecResult]]:
+        if not units:
+            return []
+        if self.stream is None:
+            todo = self.units_from(position)
+            self.by_id = {u.id: u for u in todo}
+            self.stream = self.pool_fn().run([Job(u.id, program(u.solution, u.task), timeout=u.timeout) for u in todo])
+        out = []
+        for u in units:
+            if u.id not in self.by_id:  # asked for a unit before the queue's start (not expected)
+                self.early.update(run_units(self.pool_fn(), [u]))
+            while u.id not in self.early:
+                res = next(self.stream, None)
+                if res is None:
+                    raise RuntimeError(f"the sandbox pool returned no result for {u.id}")
+                self.early[res.id] = res
+            out.append((u, self.early.pop(u.id)))
+        return out
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+
 def trim_details(details: dict[str, str]) -> dict[str, str]:
     return {k: (v if len(v) <= DETAIL_CAP else "..." + v[-DETAIL_CAP:]) for k, v in details.items()}
 

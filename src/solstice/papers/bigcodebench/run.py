@@ -195,35 +195,45 @@ def _execute(cfg, ctx, pool, tasks, solutions, unsupported, gt, gt_ok) -> list[d
         d = gt["results"].get(tid, {}).get("duration") if gt["checked"] else None
         return max(cfg.timeout, 3 * d + 5) if d else cfg.timeout
 
+    def units_of(s: Sample) -> list[ev.Unit]:
+        tid, i = s.input["task_id"], s.input["index"]
+        if tid in unsupported:
+            return []
+        sols = solutions.get(tid, [])
+        sol = sols[i] if i < len(sols) else ""
+        return [ev.Unit(f"{s.id}|{v}", by_id[tid], ev.calibrate(by_id[tid], sol) if v == "cal" else sol,
+                        timeout_of(tid)) for v in variants]
+
+    # One continuous queue over every sample still to run (no batch barrier: a worker takes the
+    # next unit as soon as it is free); ctx.map asks for the samples in order, one at a time, so
+    # the records are still written in order and a killed run resumes after the last one written.
+    queue = ev.InOrder(pool, lambda first: [u for s in samples[first:] for u in units_of(s)])
+    position = {s.id: i for i, s in enumerate(samples)}
+
     def execute(batch: list[Sample]) -> list[dict[str, Any]]:
-        units, out = [], {}
+        rows = []
         for s in batch:
             tid, i = s.input["task_id"], s.input["index"]
             sols = solutions.get(tid, [])
-            sol = sols[i] if i < len(sols) else ""
-            base = {"task_id": tid, "sample_index": i, "solution": sol, "scored": tid in gt_ok}
+            row = {"task_id": tid, "sample_index": i, "solution": sols[i] if i < len(sols) else "",
+                   "scored": tid in gt_ok}
             if tid in unsupported:
-                why = {"ALL": "missing modules: " + ", ".join(unsupported[tid])}
-                out[s.id] = dict(base, status="unsupported", details=why,
-                                 **({"status_uncalibrated": "unsupported"} if len(variants) == 2 else {}))
-                continue
-            out[s.id] = base
-            for v in variants:
-                code = ev.calibrate(by_id[tid], sol) if v == "cal" else sol
-                units.append(ev.Unit(f"{s.id}|{v}", by_id[tid], code, timeout_of(tid)))
-        if units:
-            for uid, res in ev.run_units(pool(), units).items():
-                sid, v = uid.rsplit("|", 1)
-                primary = v == variants[0]
+                row.update(status="unsupported", details={"ALL": "missing modules: " + ", ".join(unsupported[tid])},
+                           **({"status_uncalibrated": "unsupported"} if len(variants) == 2 else {}))
+            for u, res in queue.results(position[s.id], units_of(s)):
+                primary = u.id.rsplit("|", 1)[1] == variants[0]
                 key = "" if primary else "_uncalibrated"
-                out[sid][f"status{key}"] = res.status
-                out[sid][f"details{key}"] = ev.trim_details(res.details)
+                row[f"status{key}"] = res.status
+                row[f"details{key}"] = ev.trim_details(res.details)
                 if primary:
-                    out[sid].update(tests=res.tests, duration=round(res.duration, 3))
-        return [out[s.id] for s in batch]
+                    row.update(tests=res.tests, duration=round(res.duration, 3))
+            rows.append(row)
+        return rows
 
-    return ctx.map(samples, execute, batch_size=max(8, 8 * cfg.workers), key="exec",
-                   description="bigcodebench execute")
+    try:
+        return ctx.map(samples, execute, batch_size=1, key="exec", description="bigcodebench execute")
+    finally:
+        queue.close()
 
 
 def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation) -> None:
