@@ -25,10 +25,11 @@ class _Emitter:
     """Writes events as JSON lines; keeps its own references so that a sample that rebinds
     json/os names cannot break the channel by accident."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd, self.dumps, self.write = fd, json.dumps, os.write
+    def __init__(self, fd: int, nonce: str = "") -> None:
+        self.fd, self.dumps, self.write, self.nonce = fd, json.dumps, os.write, nonce
 
     def __call__(self, **event) -> None:
+        event["n"] = self.nonce  # the worker ignores lines without this job's nonce
         data = (self.dumps(event, default=str) + "\n").encode("utf-8", "replace")
         try:
             while data:
@@ -127,7 +128,7 @@ def _landlock(plan: dict, work: str) -> None:
     read = linux.LL_FS_READ_FILE | linux.LL_FS_READ_DIR | linux.LL_FS_EXECUTE
     handled = rights if plan.get("landlock_read") else rights & ~read
     rules = [(work, rights)]
-    writable = ["/dev/shm"] + (["/tmp", "/var/tmp"] if plan.get("private_tmp") else [])
+    writable = (["/dev/shm"] if plan.get("shm_writable") else []) + (["/tmp", "/var/tmp"] if plan.get("private_tmp") else [])
     rules += [(d, rights) for d in writable]
     dev_rw = linux.LL_FS_READ_FILE | linux.LL_FS_WRITE_FILE | linux.LL_FS_TRUNCATE | linux.LL_FS_IOCTL_DEV
     rules += [(f"/dev/{n}", dev_rw) for n in ("null", "zero", "full", "random", "urandom", "tty")]
@@ -143,7 +144,7 @@ def _audit_hook(plan: dict, work: str):
     import socket
 
     me = os.getpid()
-    roots = tuple(os.path.realpath(p) for p in [work, "/dev/shm", "/dev/null"]
+    roots = tuple(os.path.realpath(p) for p in [work, "/dev/null"] + (["/dev/shm"] if plan.get("shm_writable") else [])
                   + (["/tmp", "/var/tmp"] if plan.get("private_tmp") else []))
     net_guard, fs_guard = plan.get("net_guard", False), plan.get("fs_guard", False)
     inet = (socket.AF_INET, socket.AF_INET6)
@@ -243,6 +244,9 @@ def isolate(plan: dict, job: dict, result_fd: int) -> str:
     """Apply every isolation layer of `plan`; returns the working directory."""
     os.setsid()
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if job.get("cgroup"):  # join the job's memory cgroup before anything is allocated
+        with open(os.path.join(job["cgroup"], "cgroup.procs"), "w") as f:
+            f.write("0")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     _close_fds(result_fd)
@@ -267,6 +271,11 @@ def isolate(plan: dict, job: dict, result_fd: int) -> str:
         linux.drop_to_user(plan["uid"], plan["gid"], plan.get("keep_caps", 0))
     elif plan.get("drop_caps"):
         linux.set_capabilities(0)
+    if plan.get("seccomp"):
+        from solstice.sandbox import seccomp
+
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        seccomp.install(deny_unix=True, deny_inet=bool(plan.get("seccomp_inet")), protect=list(plan.get("protect", [])))
     _environment(plan, work)
     _streams()
     _audit_hook(plan, work)
@@ -380,7 +389,7 @@ RUNNERS = {"unittest": _unittest_runner, "script": _script_runner}
 
 
 def enter(plan: dict, job: dict, result_fd: int) -> None:
-    emit = _Emitter(result_fd)
+    emit = _Emitter(result_fd, job.pop("nonce", ""))
     try:
         isolate(plan, job, result_fd)
     except BaseException as exc:  # noqa: BLE001 - a setup failure is reported, never ignored
