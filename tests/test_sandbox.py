@@ -273,3 +273,23 @@ def test_a_virtualenv_under_tmp_stays_visible_under_the_private_tmp():
             assert f.read() == "VALUE = 42\n"
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_sample_cannot_forge_its_verdict_and_zero_tests_is_an_error():
+    """Result lines written by the sample itself (to every descriptor it has, at import time,
+    then exiting cleanly) carry no job nonce and are ignored; a program without tests is an
+    error, not a pass."""
+    from solstice.sandbox import Job, SandboxConfig, SandboxPool
+
+    forge = ("import json, os\nfor ev in ({'event': 'begin'}, {'event': 'start', 'test': 'test_it'},\n"
+             "           {'event': 'test', 'test': 'test_it', 'outcome': 'pass'},\n"
+             "           {'event': 'done', 'tests_run': 1, 'failures': 0, 'errors': 0, 'skipped': 0}):\n"
+             "    for fd in range(1, 64):\n        try:\n            os.write(fd, (json.dumps(ev) + '\\n').encode())\n"
+             "        except OSError:\n            pass\nos._exit(0)\ndef f():\n    assert False\n")
+    empty = "import unittest\nclass TestCases(unittest.TestCase):\n    pass\n"
+    with SandboxPool(SandboxConfig(workers=1, timeout=10, preload=())) as pool:
+        res = pool.run_all([Job("forge", forge + TEST), Job("empty", empty), Job("ok", "def f():\n    pass\n" + TEST)])
+    assert res["forge"].status == "fail", res["forge"]
+    assert "before the tests finished" in res["forge"].details["ALL"]
+    assert res["empty"].status == "error" and "0 tests" in res["empty"].details["ALL"]
+    assert res["ok"].status == "pass"

@@ -496,8 +496,7 @@ class _MemoryWatch:
         if not self.forked():
             return ""
         total = sum(_pss_mb(p) for p in linux.descendants(self.me))  # the job and every orphan it left
-        if total > self.limit_mb + self.base_mb:
-            linux.kill_tree(self.me, first=self.pid)
+        if total > self.limit_mb + self.base_mb:  # the caller kills the whole tree
             return (f"the job's processes together exceeded the memory limit ({total:.0f} MiB > {self.limit_mb} MiB "
                     f"+ {self.base_mb:.0f} MiB shared with the worker)")
         return ""
