@@ -375,3 +375,73 @@ def test_the_work_queue_keeps_both_workers_busy_and_hands_results_back_in_order(
     times = [tuple(map(float, r.stdout.split())) for _, r in got]
     slow_end = times[0][1]
     assert sum(start < slow_end for start, _ in times[1:]) >= 3, times
+
+
+@linux
+def test_a_pinned_env_runs_the_samples_and_missing_libraries_are_found_in_it(tmp_path, tiny_tasks):
+    """`solstice bigcodebench env` builds a virtualenv (here with an empty pin list: offline); a
+    run with --set python=ENV/bin/python executes the samples in it, and a task whose library
+    this harness has but that env lacks is unsupported there."""
+    import subprocess
+
+    from solstice.core.runner import run_paper
+    from solstice.papers.bigcodebench.env import MANIFEST
+    from solstice.sandbox.deps import interpreter_info
+
+    req = tmp_path / "req.txt"
+    req.write_text("# nothing: offline test\n")
+    target = tmp_path / "env"
+    out = subprocess.run([sys.executable, "-m", "solstice", "bigcodebench", "env", "--python", sys.executable,
+                          "--dir", str(target), "--requirements", str(req), "--no-harness"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((target / MANIFEST).read_text())
+    py = manifest["python"]
+    assert manifest["requirements"] == "custom" and os.path.exists(py)
+    if "numpy" in interpreter_info(py, ["numpy"])["missing"] and "numpy" not in interpreter_info(sys.executable, ["numpy"])["missing"]:
+        path, rows = tiny_tasks
+        rows = rows[:2] + [_fake_task("BigCodeBench/3", "    return int(numpy.floor(2 * x))\n",
+                                      "self.assertEqual(task_func(1.6), 3)", imports="import numpy\n")]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        samples = tmp_path / "samples.jsonl"
+        samples.write_text("".join(json.dumps({"task_id": r["task_id"], "solution": r["complete_prompt"]
+                                               + r["canonical_solution"]}) + "\n" for r in rows))
+        res = run_paper("bigcodebench", sets=[f"tasks_file={path}", f"samples={samples}", "workers=1", "timeout=20",
+                                              f"python={py}"], out=tmp_path / "runs", allow_code_exec=True)
+        assert res.status == "completed", res.error
+        st = {json.loads(x)["task_id"]: json.loads(x)["status"] for x in (res.path / "samples.jsonl").read_text().splitlines()}
+        assert st == {"BigCodeBench/0": "pass", "BigCodeBench/1": "pass", "BigCodeBench/3": "unsupported"}
+        summary = json.loads((res.path / "artifacts" / "summary.json").read_text())
+        assert summary["interpreter"]["executable"] == py
+        assert summary["ground_truth"]["exclusions_source"]
+
+
+def test_a_broken_environment_names_the_module_and_the_path():
+    from solstice.papers.bigcodebench.evaluate import diagnose
+
+    gt = {f"BigCodeBench/{i}": {"status": "fail", "details": {"ALL": "Traceback...\nModuleNotFoundError: No module "
+                                                                     "named 'numpy'"}} for i in range(3)}
+    inside = diagnose(gt, {"executable": "/x/bin/python", "missing": [], "origins": {"numpy": "/tmp/v/numpy/__init__.py"}})
+    assert "'numpy'" in inside and "/tmp/v/numpy/__init__.py" in inside and "hides" in inside
+    absent = diagnose(gt, {"executable": "/x/bin/python", "missing": ["numpy"], "origins": {}})
+    assert "'numpy'" in absent and "/x/bin/python does not have" in absent
+
+
+def test_the_exclusion_list_states_its_environment_and_is_rederived_elsewhere(tasks):
+    from solstice.papers.bigcodebench.evaluate import classify_gt, exclusions, same_environment, shipped_environment
+
+    env = shipped_environment()
+    assert env["python"] and env["libraries"]["pandas"]
+    same, _ = same_environment({"python": env["python"] + ".0", "versions": {"pandas": env["libraries"]["pandas"] + ".1"}})
+    other, why = same_environment({"python": "3.10.13", "versions": {"pandas": "2.0.3"}})
+    assert same and not other and "pandas 2.0.3" in why
+    shipped = exclusions()
+    libv = next(t for t, e in shipped.items() if e["category"] == "library-version")
+    net = next(t for t, e in shipped.items() if e["category"] == "network")
+    gt = {libv: {"status": "fail", "details": {"ALL": "AttributeError: applymap"}},
+          net: {"status": "fail", "details": {"ALL": "gaierror"}}, "BigCodeBench/9999": {"status": "pass", "details": {}}}
+    here = classify_gt([], gt, shipped, same_env=True)
+    there = classify_gt([], gt, shipped, same_env=False)
+    assert set(here["explained"]) == {libv, net} and here["unexplained"] == []
+    assert set(there["explained"]) == {net} and there["unexplained"] == [libv]
+    assert there["derived_exclusions"][libv]["reason"] == "AttributeError: applymap"

@@ -41,6 +41,12 @@ CHILD_ENV = {
 }
 
 
+def worker_pythonpath() -> str:
+    """PYTHONPATH of a sandbox worker: this package's source root, then the harness's own."""
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join([pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
+
 @dataclass
 class SandboxConfig:
     """How jobs are isolated. The defaults are the strongest the machine allows; each layer can be
@@ -120,8 +126,7 @@ class _Worker:
     def start(self) -> None:
         cfg = self.pool.config
         env = {k: v for k, v in CHILD_ENV.items()}
-        pkg_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["PYTHONPATH"] = worker_pythonpath()
         cache = os.path.join(self.slot_dir, "cache")
         env.update(HOME=self.slot_dir, MPLCONFIGDIR=os.path.join(cache, "matplotlib"),
                    XDG_CACHE_HOME=cache, XDG_CONFIG_HOME=os.path.join(self.slot_dir, "config"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from solstice.papers.bigcodebench.config import Config
 from solstice.papers.bigcodebench.sanitize import SANITIZE_VERSION, sanitize
 from solstice.papers.bigcodebench.tasks import Task, data_source, load_tasks, select, summary
 from solstice.report.plots import pyplot, save_figure
+from solstice.sandbox.deps import interpreter_info
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +43,6 @@ def _load(cfg: Config, ctx) -> tuple[list[Task], dict[str, Any]]:
         meta = {"source": src.origin, "version": cfg.version, "subset": cfg.subset, "revision": src.revision}
     meta["sha256"] = file_sha256(path)
     return load_tasks(path), meta
-
-
-def _library_versions(tasks: list[Task]) -> dict[str, str]:
-    from importlib import metadata
-
-    dists = metadata.packages_distributions()
-    out = {}
-    for m in sorted({m for t in tasks for m in t.third_party}):
-        for d in dists.get(m, []):
-            try:
-                out[d] = metadata.version(d)
-            except metadata.PackageNotFoundError:
-                pass
-    return out
 
 
 def _generate(cfg: Config, ctx, tasks: list[Task]) -> dict[str, list[str]]:
@@ -93,21 +82,28 @@ def _generate(cfg: Config, ctx, tasks: list[Task]) -> dict[str, list[str]]:
     return {r["task_id"]: r["solutions"] for r in rows}
 
 
-def _gt_stage(cfg: Config, ctx, pool_fn, supported: list[Task], dataset_sha: str) -> dict[str, Any]:
+def _gt_stage(cfg: Config, ctx, pool_fn, supported: list[Task], dataset_sha: str, interp: dict[str, Any]
+              ) -> dict[str, Any]:
     shipped = ev.exclusions()
     if not cfg.check_gt:
         return {"checked": False, "results": {}}
-    key = ev.environment_key(supported, cfg, dataset_sha)
+    key = ev.environment_key(supported, cfg, dataset_sha, interp)
     results = ctx.stage("ground_truth", lambda: ev.ground_truth(pool_fn(), supported, cfg, key))
-    info = ev.classify_gt(supported, results, shipped)
-    info.update(checked=True, results=results, key=key)
+    same, diff = ev.same_environment(interp)
+    info = ev.classify_gt(supported, results, shipped, same_env=same)
+    info.update(checked=True, results=results, key=key, environment_differs=diff)
+    if not same:
+        ctx.warn(f"the shipped exclusion list was measured in another environment ({diff}); exclusions are "
+                 "re-derived from this run's ground truth")
     rate = info["gt_pass_rate"]
     if supported and rate < cfg.gt_abort_below:
         lasts = [(d.strip().splitlines() or [r["status"]])[-1][:120] for r in results.values()
                  if r["status"] != "pass" for d in list(r["details"].values())[:1]]
         top = Counter(lasts).most_common(1)[0][0] if lasts else "unknown"
+        cause = ev.diagnose(results, interp)
         raise BackendError(f"the execution environment looks broken: only {rate:.1%} of the canonical solutions pass "
-                           f"(most common failure: {top}); fix the environment before scoring models")
+                           f"(most common failure: {top})" + (f"; {cause}" if cause else "")
+                           + "; fix the environment before scoring models")
     if rate < 0.99:
         ctx.warn(f"ground truth passes on {rate:.1%} of supported tasks ({len(info['failed_tasks'])} fail; "
                  f"{len(info['unexplained'])} not in the shipped exclusion list)")
@@ -135,12 +131,19 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         solutions = None
     if not tasks:
         raise ConfigError("no tasks selected; check task_ids, pool and slice_size")
-    unsupported = {t.task_id: t.missing for t in tasks if t.missing}
+    python = cfg.python or sys.executable
+    if cfg.python and not os.access(cfg.python, os.X_OK):
+        raise ConfigError(f"python '{cfg.python}' is not an executable interpreter")
+    # missing libraries are looked up in the interpreter that runs the samples (it may be a pinned env)
+    interp = interpreter_info(python, {m for t in tasks for m in t.modules})
+    lacking = set(interp["missing"])
+    unsupported = {t.task_id: sorted(t.modules & lacking) for t in tasks if t.modules & lacking}
     supported = [t for t in tasks if t.task_id not in unsupported]
     if unsupported:
         ctx.warn(f"{len(unsupported)} of {len(tasks)} tasks need libraries that are not installed "
                  f"({', '.join(sorted({m for v in unsupported.values() for m in v})[:12])}); they are reported as "
-                 "unsupported; pip install 'solstice-llm[bigcodebench]' adds the scientific tier")
+                 f"unsupported (interpreter {python}); pip install 'solstice-llm[bigcodebench]' adds the scientific "
+                 "tier, `solstice bigcodebench env` builds the official pinned environment")
     if solutions is None:
         solutions = _generate(cfg, ctx, supported)
 
@@ -150,12 +153,15 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         if not pool_box:
             from solstice.sandbox import SandboxPool
 
-            pool_box.append(SandboxPool(ev.sandbox_config(cfg, ev.preload_for(supported, cfg.preload))))
-            log.info("sandbox isolation: %s", pool_box[0].isolation)
+            pool_box.append(SandboxPool(ev.sandbox_config(cfg, ev.preload_for(supported, cfg.preload), python)))
+            iso = pool_box[0].isolation
+            log.info("sandbox isolation: %s", iso)
+            for w in iso.get("warnings", []):
+                ctx.warn(f"reduced sandbox isolation: {w} (--set isolation=strict refuses to run like this)")
         return pool_box[0]
 
     try:
-        gt = _gt_stage(cfg, ctx, pool, supported, dmeta["sha256"])
+        gt = _gt_stage(cfg, ctx, pool, supported, dmeta["sha256"], interp)
         if gt["checked"]:
             gt_ok = {tid for tid, r in gt["results"].items() if r["status"] == "pass"}
         else:
@@ -181,7 +187,7 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         metrics["gt_pass_rate_after_exclusions"] = MetricValue(
             gt["gt_pass_rate_after_exclusions"], gt["n"] - len(gt["explained"]), None, True,
             "canonical solutions passing once the failures the shipped exclusion list explains are left out")
-    _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation)
+    _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation, interp)
     return metrics
 
 
@@ -236,7 +242,7 @@ def _execute(cfg, ctx, pool, tasks, solutions, unsupported, gt, gt_ok) -> list[d
         queue.close()
 
 
-def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation) -> None:
+def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation, interp) -> None:
     p1, p1u = metrics.get("pass@1"), metrics.get("pass@1_uncalibrated")
     if p1 and p1u and not math.isnan(p1.value) and abs(p1.value - p1u.value) >= 0.01:
         ctx.warn(f"calibrated and uncalibrated pass@1 differ by {abs(p1.value - p1u.value) * 100:.1f} points "
@@ -251,7 +257,8 @@ def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported
         "sandbox": {"isolation": isolation, "workers": cfg.workers, "timeout_s": cfg.timeout,
                     "memory_mb": cfg.memory_mb},
         "ground_truth": {k: v for k, v in gt.items() if k != "results"},
-        "unsupported": unsupported, "library_versions": _library_versions(tasks),
+        "unsupported": unsupported, "library_versions": interp["versions"],
+        "interpreter": {k: interp[k] for k in ("executable", "python", "prefix")},
         "task_summary": summary(tasks),
     }
     if not cfg.samples:
