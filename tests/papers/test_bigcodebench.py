@@ -445,3 +445,47 @@ def test_the_exclusion_list_states_its_environment_and_is_rederived_elsewhere(ta
     assert set(here["explained"]) == {libv, net} and here["unexplained"] == []
     assert set(there["explained"]) == {net} and there["unexplained"] == [libv]
     assert there["derived_exclusions"][libv]["reason"] == "AttributeError: applymap"
+
+
+@pytest.mark.slow
+@linux
+def test_a_killed_execution_resumes_from_its_in_order_records(tmp_path, tiny_tasks):
+    """The continuous queue still writes records in sample order: after a SIGKILL mid-run the
+    records are a prefix of the samples, and --resume runs only the rest."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import cli_env
+
+    path, rows = tiny_tasks
+    samples = tmp_path / "samples.jsonl"
+    with open(samples, "w") as f:
+        for i in range(6):
+            for r in rows[:2]:
+                sol = f"import time\ntime.sleep(0.4)  # sample {i}\n" + r["complete_prompt"] + r["canonical_solution"]
+                f.write(json.dumps({"task_id": r["task_id"], "solution": sol}) + "\n")
+    args = ["-m", "solstice", "run", "bigcodebench", "--allow-code-exec", "--out", str(tmp_path / "runs"),
+            "--set", f"tasks_file={path}", "--set", f"samples={samples}", "--set", "partial=true",
+            "--set", "check_gt=false", "--set", "workers=2", "--set", "calibration=calibrated"]
+    p = subprocess.Popen([sys.executable, *args], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    recorded: list[str] = []
+    while time.time() < deadline and p.poll() is None:
+        out = list((tmp_path / "runs").glob("bigcodebench/*/samples.jsonl"))
+        recorded = [json.loads(x)["sample_id"] for x in out[0].read_text().splitlines()] if out else []
+        if len(recorded) >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    run_dir = next((tmp_path / "runs" / "bigcodebench").iterdir())
+    order = [f"exec/BigCodeBench/{t}#{i}" for t in (0, 1) for i in range(6)]
+    first = [json.loads(x)["sample_id"] for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert 3 <= len(first) < 12 and first == [s.split("/", 1)[1] for s in order[:len(first)]], first
+    r = subprocess.run([sys.executable, "-m", "solstice", "run", "bigcodebench", "--allow-code-exec",
+                        "--resume", str(run_dir)], env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert [x["sample_id"] for x in lines] == [s.split("/", 1)[1] for s in order]
+    assert all(x["status"] == "pass" for x in lines)
