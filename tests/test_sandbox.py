@@ -266,7 +266,7 @@ def test_a_virtualenv_under_tmp_stays_visible_under_the_private_tmp():
                 res = pool.run_all([Job("import", prog + TEST), Job("write", write + TEST)])
             if "private /tmp" not in iso["filesystem"]:
                 pytest.skip(f"no private /tmp on this machine: {iso['notes']}")
-            assert iso.get("filesystem_binds") == [os.path.realpath(venv)], iso
+            assert os.path.realpath(venv) in iso.get("filesystem_binds", []), iso
             assert res["import"].status == "pass", (kw, res["import"].details)
             assert res["write"].status == "fail", (kw, res["write"].details)
         with open(os.path.join(site, "solstice_tmp_probe.py")) as f:
