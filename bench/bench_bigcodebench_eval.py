@@ -202,7 +202,7 @@ def main() -> int:
         samples.write_text("".join(json.dumps({"task_id": r["task_id"], "solution": r["solution"]}) + "\n"
                                    for r in rows if r["task_id"] in ids))
 
-        def run_ours() -> bool:
+        def run_ours(c=c, ids=ids, samples=samples, saved=saved) -> bool:
             out = work / f"runs-{c}"
             cmd = [sys.executable, "-m", "solstice", "run", "bigcodebench", "--allow-code-exec", "--out", str(out),
                    "--set", f"samples={samples}", "--set", "partial=true", "--set", "check_gt=false",
@@ -222,7 +222,7 @@ def main() -> int:
             print(f"  chunk {c}: ours {wall:7.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
             return True
 
-        def run_official() -> bool:
+        def run_official(c=c, ids=ids, samples=samples, saved=saved) -> bool:
             cmd = [str(py), str(ROOT / "bench" / "bigcodebench_official_driver.py"), "--tasks", str(plain),
                    "--samples", str(samples), "--parallel", str(args.workers), "--ids", ",".join(sorted(ids)), "--no-gt"]
             wall, pss, rss, code = timed(cmd, env_off, work / f"official-{c}.log")

@@ -91,7 +91,7 @@ def _attacks(unix_path: str, udp_port: int, shm_name: str, secret: str) -> dict[
         ),
         # the harness and the worker: os.kill, kill(1) through os.system and subprocess, libc kill
         "kill_harness": (
-            f"import ctypes, os, signal, subprocess\ndef f():\n    for pid in (HARNESS_PID, ZYGOTE_PID):\n"
+            "import ctypes, os, signal, subprocess\ndef f():\n    for pid in (HARNESS_PID, ZYGOTE_PID):\n"
             "        try:\n            os.kill(pid, signal.SIGKILL)\n        except OSError:\n            pass\n"
             "        os.system(f'kill -9 {pid} 2>/dev/null')\n"
             "        subprocess.run(['kill', '-9', str(pid)], stderr=subprocess.DEVNULL)\n"

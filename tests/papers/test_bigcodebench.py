@@ -428,7 +428,12 @@ def test_a_broken_environment_names_the_module_and_the_path():
 
 
 def test_the_exclusion_list_states_its_environment_and_is_rederived_elsewhere(tasks):
-    from solstice.papers.bigcodebench.evaluate import classify_gt, exclusions, same_environment, shipped_environment
+    from solstice.papers.bigcodebench.evaluate import (
+        classify_gt,
+        exclusions,
+        same_environment,
+        shipped_environment,
+    )
 
     env = shipped_environment()
     assert env["python"] and env["libraries"]["pandas"]

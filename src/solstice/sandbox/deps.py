@@ -108,7 +108,6 @@ def _probe(python: str, modules: tuple[str, ...]) -> dict:
     import subprocess
 
     from solstice.errors import ConfigError
-
     from solstice.sandbox.pool import CHILD_ENV, worker_pythonpath
 
     env = dict(CHILD_ENV, PYTHONPATH=worker_pythonpath())  # what the sandbox worker will see

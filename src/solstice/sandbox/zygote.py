@@ -147,9 +147,10 @@ def _probe_program(hidden: dict[str, list[str]]) -> str:
 def _visibility_program(paths: list[str]) -> str:
     """A probe job that names the first needed path the job cannot see (the cause of a broken
     environment, instead of import errors in every sample)."""
-    return ("import os\nfor p in %r:\n    try:\n        os.listdir(p) if os.path.isdir(p) else open(p, 'rb').close()\n"
+    return ("import os\nfor p in " + repr(paths) + ":\n    try:\n"
+            "        os.listdir(p) if os.path.isdir(p) else open(p, 'rb').close()\n"
             "    except OSError as e:\n        raise RuntimeError(f'{p} (needed by the interpreter) is not visible "
-            "in the sandbox: {e.strerror}') from None\n" % (paths,))
+            "in the sandbox: {e.strerror}') from None\n")
 
 
 def _try_layer(plan: dict, workdir: str, program: str = "x = 1", **job_extra) -> str:
