@@ -494,3 +494,22 @@ def test_a_killed_execution_resumes_from_its_in_order_records(tmp_path, tiny_tas
     lines = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert [x["sample_id"] for x in lines] == [s.split("/", 1)[1] for s in order]
     assert all(x["status"] == "pass" for x in lines)
+
+
+@linux
+def test_reduced_isolation_is_warned_in_the_record_and_strict_refuses_it(tmp_path, tiny_tasks):
+    from solstice.core.records import RunRecord
+    from solstice.core.runner import run_paper
+
+    path, rows = tiny_tasks
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": rows[0]["task_id"], "solution": rows[0]["complete_prompt"]
+                                   + rows[0]["canonical_solution"]}) + "\n")
+    common = [f"tasks_file={path}", f"samples={samples}", "partial=true", "workers=1", "timeout=20",
+              "check_gt=false", "isolate_network=false"]
+    res = run_paper("bigcodebench", sets=common, out=tmp_path / "runs", allow_code_exec=True)
+    assert res.status == "completed", res.error
+    warnings = RunRecord(res.path).read()["warnings"]
+    assert any("reduced sandbox isolation" in w and "network namespace" in w for w in warnings), warnings
+    strict = run_paper("bigcodebench", sets=common + ["isolation=strict"], out=tmp_path / "runs", allow_code_exec=True)
+    assert strict.status == "failed" and strict.exit_code == 2 and "network namespace" in strict.error
