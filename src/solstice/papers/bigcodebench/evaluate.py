@@ -139,8 +139,8 @@ class InOrder:
             self.stream = self.pool_fn().run([Job(u.id, program(u.solution, u.task), timeout=u.timeout) for u in todo])
         out = []
         for u in units:
-            if u.id not in self.by_id:  # asked for a unit before the queue's start (not expected)
-                self.early.update(run_units(self.pool_fn(), [u]))
+            if u.id not in self.by_id:  # ctx.map asks in order, so every later unit is queued
+                raise RuntimeError(f"{u.id} was asked for but is not in the work queue")
             while u.id not in self.early:
                 res = next(self.stream, None)
                 if res is None:
