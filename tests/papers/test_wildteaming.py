@@ -83,8 +83,10 @@ def test_tactic_selection_split_and_seed():
 
 
 def test_usable_filters_artefacts_and_sexual_content():
-    names = ["roleplay transformation", "strategy name", "tactic:", "sexual roleplay", "fictional justifications"]
-    assert [t.name for t in T.usable([T.Tactic(n) for n in names])] == ["roleplay transformation", "fictional justifications"]
+    names = ["roleplay transformation", "strategy name", "tactic:", "sexual roleplay", "fictional justifications",
+             "leveraging existing explicit content sources", "enforcing detailed explicitness", "explicit constraints"]
+    assert [t.name for t in T.usable([T.Tactic(n) for n in names])] == [
+        "roleplay transformation", "fictional justifications", "explicit constraints"]
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -55,9 +55,9 @@ PAPER = PaperSpec(
     claims=CLAIMS,
     scales={
         "smoke": Reproduction(
-            "re-cluster the names of the 100 most frequent shipped clusters at tau 0.75; mine 2 templates; 3 proxy "
+            "re-cluster 400 sampled member names of the shipped clusters at tau 0.75; mine 2 templates; 3 proxy "
             "objectives x 3 attacks x {paraphrase, 2, 4 tactics}",
-            {"recluster_clusters": 100, "taus": [0.75], "min_sizes": [1], "mining_templates": 2,
+            {"recluster_max_names": 400, "taus": [0.75], "min_sizes": [1], "mining_templates": 2,
              "mining_max_new_tokens": 64, "n_objectives": 3, "attacks_per_objective": 3, "max_rounds": 1,
              "attacker_max_new_tokens": 64, "target_max_new_tokens": 48, "batch_size": 9}, minutes=1),
         "small": Reproduction(

@@ -17,6 +17,7 @@ class Config(BaseConfig):
     # -- re-clustering (§2.1) --
     recluster_clusters: int = Field(0, ge=0, description="use the member names of the N most frequent shipped "
                                     "clusters (0 = all 5,319 clusters, 16,457 names)")
+    recluster_max_names: int = Field(0, ge=0, description="a seeded sample of at most N member names (0 = all)")
     taus: list[float] = Field([0.7, 0.75, 0.8], description="community-detection cosine thresholds (paper: 0.75 with "
                               "nomic-embed; MiniLM cosines differ, so a sweep)")
     min_sizes: list[int] = Field([1, 10], description="minimum community sizes (paper: 10; 1 keeps every name)")

@@ -37,6 +37,9 @@ def _recluster(cfg: Config, ctx: RunContext, tactics: list[T.Tactic]) -> dict[st
         for m in dict.fromkeys(t.members or (t.name,)):
             names.append(m)
             ref.append(t.name)
+    if cfg.recluster_max_names and len(names) > cfg.recluster_max_names:
+        keep = np.sort(np.random.default_rng(ctx.seed).choice(len(names), cfg.recluster_max_names, replace=False))
+        names, ref = [names[i] for i in keep], [ref[i] for i in keep]
 
     def compute() -> dict:
         emb = _encoder(cfg).encode_passages(names)

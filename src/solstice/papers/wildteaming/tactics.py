@@ -30,7 +30,8 @@ WILD_TEMPLATES = DataSource(
 
 SELECTIONS = ("random_common_prioritized", "random", "random_among_most_common")
 _ARTEFACT = re.compile(r"^(?:strategy name|tactic name|name)\b|:\s*$", re.I)
-_SEXUAL = re.compile(r"\b(?:sex\w*|erotic\w*|porn\w*|nsfw|nud\w+|explicit sexual\w*)\b", re.I)
+_SEXUAL = re.compile(r"\b(?:sex\w*|erotic\w*|porn\w*|nsfw|nud\w+|lewd\w*|fetish\w*|explicitness|"
+                     r"explicit (?:content|material|scenes?|details?))\b", re.I)
 
 
 @dataclass(frozen=True)
