@@ -17,7 +17,9 @@ h // n_rep (the contiguous grouping of transformers' `repeat_kv`).
 
 Backends registered through `transformers.AttentionInterface`: `moa_sdpa` (CPU reference: SDPA
 with per-head boolean masks, queries chunked) and `moa_flex` (FlexAttention `create_block_mask`
-with a per-head span lookup). The plan file is the upstream JSON `{"alphas": [[...] per layer],
+with a per-head span lookup; compiled on GPU, run eagerly on CPU where torch.compile of
+flex_attention fails to build with dynamic shapes — a parity reference there, not a fast path).
+The plan file is the upstream JSON `{"alphas": [[...] per layer],
 "betas": [...]}`, per query head or per KV head.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,10 +301,13 @@ def _flex_attention(module: Any, query: Any, key: Any, value: Any, attention_mas
         return (ki >= pad[bi]) & (ki <= qa) & ((rk < sink[bi, g]) | (qa - ki < local[bi, g]))
 
     bm = create_block_mask(mask_mod, b, h, q, kv, device=str(query.device))
-    if "fn" not in _FLEX:
-        _FLEX["fn"] = torch.compile(flex_attention, dynamic=True)
-    out = _FLEX["fn"](query, key.contiguous(), value.contiguous(), block_mask=bm, scale=scaling,
-                      enable_gqa=n_rep > 1)
+    fn = flex_attention
+    if query.device.type == "cuda":  # compiled kernels on GPU; on CPU inductor fails to build them
+        fn = _FLEX.setdefault("cuda", torch.compile(flex_attention, dynamic=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the eager-fallback notice on CPU
+        out = fn(query, key.contiguous(), value.contiguous(), block_mask=bm, scale=scaling,
+                 enable_gqa=n_rep > 1)
     if cache_layer is not None:
         cache_layer.absorb(key, value, real)
     return out.transpose(1, 2).contiguous(), None

@@ -146,6 +146,23 @@ def solve(units: dict[int, np.ndarray], shape: dict[str, int], budget: float, cf
     return {"budget": budget, "configs": len(configs), "units": prob.num_units, "seconds": secs, "plans": out}
 
 
+def check_budgets(cfg: Config) -> None:
+    """Refuse a density budget that no assignment of the config grid can meet at some length."""
+    from solstice.errors import ConfigError
+    from solstice.models.sparse_attention import density
+    from solstice.papers.moa.solver import config_grid
+
+    configs = config_grid(max(cfg.profile_lengths), cfg.extend_length, cfg.min_length, cfg.alpha_step, cfg.beta_step)
+    if not configs:
+        raise ConfigError("the config grid is empty; check profile_lengths, extend_length, min_length and alpha_step")
+    for b in cfg.densities:
+        for n in sorted(set(cfg.profile_lengths + [cfg.extend_length])):
+            d = [density(a, be, n) for a, be in configs]
+            if min(d) > b or max(d) < cfg.lower_ratio * b:
+                raise ConfigError(f"density {b:g} cannot be met at length {n}: the config grid spans KV densities "
+                                  f"{min(d):.3f}–{max(d):.3f} there (spans are at least 128 tokens)")
+
+
 def sequence_losses(model: Any, ids: list[list[int]], masks: list[list[int]], batch: int) -> list[float]:
     """Mean next-token loss per sequence over positions whose *target* has mask 1."""
     import torch

@@ -32,6 +32,7 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     hf = ctx.model("target")
     shape = model_shape(hf.model)                    # unsupported architecture: one-line CapabilityError
     n_rep = shape["num_heads"] // shape["num_kv_heads"]
+    PL.check_budgets(cfg)                            # an unmeetable density: one-line ConfigError, before any work
     metrics: dict[str, MetricValue] = {}
 
     # -- harness: the shipped LongEval prompts match our template and their answers ----------
