@@ -73,12 +73,12 @@ PAPER = PaperSpec(
              "retrieval_items": 2, "retrieval_tasks": ["passkey"], "wikitext_items": 2, "solve_time_limit": 20},
             minutes=0.7),
         "small": Reproduction(
-            "the spec's small-scale plan, cut to fit a loaded 2-core CPU (see README): P = 512, 1024, "
-            "extend 2048, 8 calibration items, B = 0.5 and 0.25",
+            "the spec's small-scale plan, cut to fit a 2-core CPU shared with other jobs (see README): P = 512, "
+            "1024, extend 2048, 4 calibration items, B = 0.5 and 0.25, 4 copy / 4 WikiText / 10+10 retrieval items",
             {"profile_lengths": [512, 1024], "extend_length": 2048, "min_length": 256, "alpha_step": 128,
-             "calib_items": 8, "answer_tokens": 64, "val_items": 3, "copy_lengths": [256, 512, 1000],
-             "copy_items": 8, "retrieval_lengths": [1024, 1536], "retrieval_items": 10,
-             "retrieval_tasks": ["passkey", "lines"], "wikitext_items": 8},
+             "calib_items": 4, "answer_tokens": 48, "val_items": 2, "max_plans": 4, "copy_lengths": [256, 512, 1000],
+             "copy_items": 4, "retrieval_lengths": [1024], "retrieval_items": 10,
+             "retrieval_tasks": ["passkey", "lines"], "wikitext_items": 4},
             minutes=45),
         "spec": Reproduction(
             "the spec's small-scale plan as written (about 2 h on 2 CPU cores)", {}, minutes=120),

@@ -68,7 +68,7 @@ def shipped_parity(rows: list[dict[str, Any]]) -> dict[str, float]:
     for r in rows:
         key, _idx = r["random_idx"]
         p = r["prompt"]
-        lines = re.findall(r"line ([\w-]+): REGISTER_CONTENT is <(\d+)>", p)
+        lines = re.findall(r"line ([^:\n]+): REGISTER_CONTENT is <(\d+)>", p)
         ok_lines += len(lines) == r["num_lines"]
         ok_value += dict(lines).get(key) == str(r["expected_number"])
         ok_template += p.startswith(LINES_HEAD) and p.endswith(LINES_TAIL.format(key=key))
