@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from solstice.errors import ConfigError
+from solstice.errors import BackendError, ConfigError
 from solstice.models.sparse_attention import BLOCK, density
 
 
@@ -81,6 +81,7 @@ class Solution:
     objective: float
     seconds: float
     status: str
+    cpu_seconds: float = 0.0
 
 
 class PlanSolver(Protocol):
@@ -130,11 +131,14 @@ class ScipyMilpSolver:
             hi.append(np.array([eps]))
         A = sparse.vstack(rows).tocsr()
         c = np.concatenate([cost.reshape(-1), np.zeros(ny)])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = milp(c, constraints=LinearConstraint(A, np.concatenate(lo), np.concatenate(hi)),
                    integrality=np.ones(nx + ny), bounds=Bounds(0, 1),
                    options={"time_limit": time_limit, "mip_rel_gap": self.gap})
-        secs = time.perf_counter() - t0
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if res.x is None and res.status != 2:
+            raise BackendError(f"HiGHS found no plan within {time_limit:g} s ({res.message.strip()}); "
+                               "raise solve_time_limit")
         if res.x is None:
             raise ConfigError(f"no MoA plan meets the density budget {problem.budget:g} (band "
                               f"[{problem.lower_ratio * problem.budget:g}, {problem.budget:g}]) at lengths "
@@ -142,7 +146,7 @@ class ScipyMilpSolver:
         x = res.x[:nx].reshape(U, C)
         assign = [int(i) for i in x.argmax(1)]
         status = "optimal" if res.status == 0 else f"status {res.status}: {res.message.strip()}"
-        return Solution(assign, float(cost.reshape(U, C)[np.arange(U), assign].sum()), secs, status)
+        return Solution(assign, float(cost.reshape(U, C)[np.arange(U), assign].sum()), secs, status, cpu)
 
 
 def check_solution(problem: Problem, assign: list[int], tol: float = 1e-6) -> list[str]:
