@@ -224,3 +224,20 @@ def test_per_head_cache_needs_a_plan(tiny):
     sa.apply_plan(model, None)
     with pytest.raises(ConfigError, match="needs a model switched to MoA"):
         PerHeadCache(model, 100)
+
+
+def test_model_spec_option_applies_a_saved_plan(tmp_path):
+    from solstice.models.base import GenParams
+    from solstice.models.loader import load_model
+
+    plan = sa.SparsePlan(((128.0, 0.0), (0.0, 0.0)), ((0.0, 0.5), (0.25, 1.0)), 2)
+    path = tmp_path / "plan.json"
+    plan.save(path)
+    masked = load_model(f"tiny:llama?moa_plan={path}", cached=False)
+    cached = load_model(f"tiny:llama?moa_plan={path}&moa_cache=1", cached=False)
+    assert sa.current_plan(masked.model) == plan
+    prompts = ["x" * 300, "a short one"]
+    p = GenParams(max_new_tokens=90)
+    assert [c[0].text for c in masked.generate(prompts, p)] == [c[0].text for c in cached.generate(prompts, p)]
+    with pytest.raises(ConfigError, match="moa_cache needs moa_plan"):
+        load_model("tiny:llama?moa_cache=1", cached=False)
