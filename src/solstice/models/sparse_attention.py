@@ -248,6 +248,9 @@ def _sdpa_attention(module: Any, query: Any, key: Any, value: Any, attention_mas
     keys = key.repeat_interleave(n_rep, dim=1) if n_rep > 1 else key
     vals = value.repeat_interleave(n_rep, dim=1) if n_rep > 1 else value
     outs = []
+    if spans is not None:
+        max_local = int((spans - spans.clamp(max=SINK)).max())
+        sink_hi = int((~real).long().cumprod(-1).sum(-1).max()) + SINK   # left padding + sink
     for s0 in range(0, q, state.chunk):
         q_pos = torch.arange(kv - q + s0, kv - q + min(q, s0 + state.chunk), device=query.device)
         if attention_mask is not None:
@@ -256,11 +259,19 @@ def _sdpa_attention(module: Any, query: Any, key: Any, value: Any, attention_mas
         else:
             base = (torch.arange(kv, device=query.device)[None, :] <= q_pos[:, None])[None, None]
         if spans is None:
-            allowed = base.expand(b, 1, len(q_pos), kv)
+            allowed, k_c, v_c = base.expand(b, 1, len(q_pos), kv), keys, vals
         else:
             allowed = window_mask(real, q_pos, spans) & base
             allowed = allowed.repeat_interleave(n_rep, dim=1) if n_rep > 1 else allowed
-        outs.append(F.scaled_dot_product_attention(query[:, :, s0 : s0 + len(q_pos)], keys, vals,
+            # only the sink and the band of this chunk can be seen: skip the other keys
+            lo, hi = max(0, int(q_pos[0]) - max_local + 1), int(q_pos[-1]) + 1
+            cols = (torch.arange(hi, device=query.device) if lo <= sink_hi else
+                    torch.cat([torch.arange(sink_hi, device=query.device), torch.arange(lo, hi, device=query.device)]))
+            if len(cols) == kv:
+                k_c, v_c = keys, vals
+            else:
+                allowed, k_c, v_c = allowed[..., cols], keys[:, :, cols], vals[:, :, cols]
+        outs.append(F.scaled_dot_product_attention(query[:, :, s0 : s0 + len(q_pos)], k_c, v_c,
                                                    attn_mask=allowed, scale=scaling))
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     if cache_layer is not None:
