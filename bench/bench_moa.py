@@ -1,6 +1,7 @@
 """MoA benchmarks, each ratio taken in one run with the two sides alternated.
 
     python bench/bench_moa.py decode  [--model default] [--lengths 4096 8192] [--new 32] [--reps 2] [--plan plan.json]
+                                      [--synthetic]
     python bench/bench_moa.py profile [--model default] [--p 2048] [--layers 10]
     python bench/bench_moa.py milp    [--time-limit 300]
 
@@ -46,6 +47,34 @@ def _decode(model, ids, new: int, cache):
         return time.perf_counter() - t0, cache
 
 
+def _synthetic_decode(model, n_ctx: int, new: int, cache, moa: bool):
+    """Fill the cache with random keys/values for n_ctx tokens (no prefill compute), then time
+    `new` greedy decode steps. Decode cost depends on cache sizes, not on their contents."""
+    import torch
+
+    cfg = model.config
+    hkv = cfg.num_key_value_heads
+    d = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    g = torch.Generator().manual_seed(0)
+    for layer in range(cfg.num_hidden_layers):
+        k = torch.randn(1, hkv, n_ctx, d, generator=g)
+        v = torch.randn(1, hkv, n_ctx, d, generator=g)
+        if moa:
+            lay = cache.layers[layer]
+            lay.update(k, v)
+            lay.pending = None
+            lay.absorb(k, v, torch.ones(1, n_ctx, dtype=torch.bool))
+        else:
+            cache.update(k, v, layer)
+    tok = torch.tensor([[1000]])
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for _ in range(new):
+            out = model(input_ids=tok, cache=cache, use_cache=True)
+            tok = out.logits[:, -1:].argmax(-1)
+        return time.perf_counter() - t0, cache
+
+
 def _kv_bytes_dynamic(cache) -> int:
     return sum(layer.keys.numel() * layer.keys.element_size() * 2 for layer in cache.layers)
 
@@ -71,14 +100,16 @@ def bench_decode(args) -> dict:
         kv = {}
         for rep in range(args.reps):
             for side in ("dense", "moa") if rep % 2 == 0 else ("moa", "dense"):
+                run = (lambda c, moa: _synthetic_decode(model, n - args.new, args.new, c, moa)) if args.synthetic \
+                    else (lambda c, moa: _decode(model, ids, args.new, c))
                 if side == "dense":
                     model.set_attn_implementation("sdpa")
-                    secs, cache = _decode(model, ids, args.new, DynamicCache(config=model.config))
+                    secs, cache = run(DynamicCache(config=model.config), False)
                     kv[side] = _kv_bytes_dynamic(cache)
                 else:
                     sa.apply_plan(model, plan, total_length=n)
                     cache = PerHeadCache(model, n)
-                    secs, cache = _decode(model, ids, args.new, cache)
+                    secs, cache = run(cache, True)
                     kv[side] = cache.nbytes()
                 res[side].append(args.new / secs)
                 print(f"N={n} rep={rep} {side}: {args.new / secs:.2f} tok/s", flush=True)
@@ -88,7 +119,8 @@ def bench_decode(args) -> dict:
                      "speedup_per_rep": [m / d for m, d in zip(res["moa"], res["dense"])],
                      "plan_density": plan.kv_density(n)})
     model.set_attn_implementation("sdpa")
-    return {"bench": "decode", "model": args.model, "new_tokens": args.new, "rows": rows}
+    return {"bench": "decode", "model": args.model, "new_tokens": args.new, "synthetic_cache": args.synthetic,
+            "rows": rows}
 
 
 # -- profiling memory ------------------------------------------------------------------------------
@@ -193,6 +225,8 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--plan", default="")
+    ap.add_argument("--synthetic", action="store_true", help="random cache contents instead of a real prefill "
+                    "(decode cost depends on cache sizes only; skips minutes of prefill on a loaded CPU)")
     ap.add_argument("--p", type=int, default=2048)
     ap.add_argument("--layers", type=int, default=10)
     ap.add_argument("--time-limit", type=float, default=300.0)
