@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from solstice.models.base import Completion, GenParams, LoglikResult, Model, ModelWrapper, Prompt
+from solstice.models.vision import json_default
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    # images in prompts are keyed on their content (sha256), never on a path or an object id
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=json_default).encode()).hexdigest()
 
 
 class CachedModel(ModelWrapper):
