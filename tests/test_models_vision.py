@@ -81,6 +81,7 @@ def test_text_only_endpoint_and_models_refuse_images_in_one_line():
 
 def test_static_capabilities_know_vision_before_loading(tmp_path):
     assert CAP_VISION in static_capabilities("tiny:llava")
+    assert CAP_VISION in static_capabilities("tiny:idefics3")
     assert CAP_VISION not in static_capabilities("tiny:llama")
     assert CAP_VISION not in static_capabilities("default")
     assert CAP_VISION in static_capabilities("openai:m@http://localhost:1/v1")
@@ -103,10 +104,10 @@ def test_cache_keys_on_image_content_not_path(tmp_path):
     assert image_fingerprint(PIL.new("RGB", (4, 4), 0)) != image_fingerprint(PIL.new("RGB", (4, 4), 1))
 
 
-@pytest.fixture(scope="module")
-def tiny_vlm():
+@pytest.fixture(scope="module", params=["llava", "idefics3"])
+def tiny_vlm(request):
     pytest.importorskip("transformers")
-    return load_model("tiny:llava", cached=False)
+    return load_model(f"tiny:{request.param}", cached=False)
 
 
 def test_tiny_vlm_generates_with_an_image(tiny_vlm):
@@ -139,7 +140,7 @@ def test_tiny_vlm_batched_equals_single(tiny_vlm):
 def test_hf_spec_loads_a_saved_vlm_through_auto_classes(tmp_path, tiny_vlm):
     from solstice.models.tiny import build_tiny_vlm
 
-    build_tiny_vlm("llava", save_to=tmp_path)
+    build_tiny_vlm(tiny_vlm.spec.target, save_to=tmp_path)
     assert CAP_VISION in static_capabilities(f"hf:{tmp_path}")
     m = load_model(f"hf:{tmp_path}", cached=False)
     assert CAP_VISION in m.capabilities and m.info()["vision"] is True

@@ -188,6 +188,9 @@ def test_text_only_target_is_refused_before_the_run_when_images_are_attached(tmp
                   sets=[f"image_dir={tmp_path}"], out=tmp_path / "runs")
     with pytest.raises(ConfigError, match="image_dir"):
         run_paper("siuo", scale="full", models=["fake:const=ok?vision=1"], out=tmp_path / "runs")
+    with pytest.raises(DataError, match=r"S-01\.png' is missing \(167 of 167"):
+        run_paper("siuo", scale="full", models=["fake:const=ok?vision=1"], sets=[f"image_dir={tmp_path}"],
+                  out=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
 
 

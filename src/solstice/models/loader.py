@@ -8,7 +8,7 @@
                                     images go as data URLs; ?vision=0 declares a text-only server
     fake:<script>                   scripted and deterministic (see solstice.models.fake)
     tiny:llama | tiny:mixtral       tiny random-initialised models built in-process (tests)
-    tiny:llava                      a tiny random vision-language model (tests)
+    tiny:llava | tiny:idefics3      tiny random vision-language models (tests)
 
 Options follow a `?`: `hf:Qwen/Qwen2.5-0.5B-Instruct?dtype=bfloat16&device=cuda&batch_size=16`.
 """
@@ -49,7 +49,7 @@ def parse_spec(spec: str | ModelSpec) -> ModelSpec:
     if not sep or kind not in BACKENDS or kind == "default":
         raise ConfigError(
             f"unknown model spec '{raw}'; use default, hf:<path or hub id>, hf:<dir>#<file.gguf>, "
-            "openai:<model>@<base_url>, fake:<script> or tiny:llama|mixtral|llava"
+            "openai:<model>@<base_url>, fake:<script> or tiny:llama|mixtral|llava|idefics3"
         )
     if not target and kind != "fake":
         raise ConfigError(f"model spec '{raw}' names no model after '{kind}:'")
@@ -86,7 +86,7 @@ def static_capabilities(spec: str | ModelSpec) -> frozenset[str]:
     ms = parse_spec(spec)
     full = frozenset({b.CAP_GENERATE, b.CAP_CHAT, b.CAP_LOGLIKELIHOOD, b.CAP_LABEL_LOGPROBS, b.CAP_WHITEBOX})
     declared = ms.options.get("vision", "").lower()
-    if ms.kind == "tiny" and ms.target == "llava":
+    if ms.kind == "tiny" and ms.target in ("llava", "idefics3"):
         return (full - {b.CAP_WHITEBOX}) | {b.CAP_VISION}
     if ms.kind == "hf":
         from solstice.models.hf_vision import checkpoint_is_vision

@@ -1,8 +1,8 @@
 """Tiny random-initialised models built in-process, for tests: `tiny:llama` (2 layers, hidden 32,
 eager attention), `tiny:mixtral` (2 layers, 4 experts, top-2) and the vision-language
-`tiny:llava` (a 2-layer CLIP vision tower on 28x28 images, 4 image tokens, + tiny Llama; its
-processor is assembled in-process from `LlavaProcessor`, `CLIPImageProcessorPil` and the tiny
-tokenizer with an `<image>` token, no hub access). Their tokenizer is byte-level
+`tiny:llava` and `tiny:idefics3` (2-layer vision towers on 28x28 images + tiny Llama; their
+processors are assembled in-process from the processor and image-processor classes and the tiny
+tokenizer with the image tokens added, no hub access). Their tokenizer is byte-level
 with no merges (any text encodes) plus ChatML special tokens. Weights are seeded, so every build
 is identical. `build_tiny(kind, save_to=dir)` also writes them to disk for `hf:<dir>` loading."""
 
@@ -68,7 +68,7 @@ def build_tiny(kind: str = "llama", *, seed: int = 0, save_to: str | Path | None
         cfg = tf.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2)
         model = tf.MixtralForCausalLM(cfg)
     else:
-        raise ConfigError(f"unknown tiny model '{kind}'; use tiny:llama, tiny:mixtral or tiny:llava")
+        raise ConfigError(f"unknown tiny model '{kind}'; use tiny:llama, tiny:mixtral, tiny:llava or tiny:idefics3")
     model.set_attn_implementation("eager")
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
@@ -79,36 +79,50 @@ def build_tiny(kind: str = "llama", *, seed: int = 0, save_to: str | Path | None
     return model, tok
 
 
-VISION_KINDS = ("llava",)
+VISION_KINDS = ("llava", "idefics3")
 
 
 def build_tiny_vlm(kind: str = "llava", *, seed: int = 0, save_to: str | Path | None = None) -> tuple[Any, Any]:
-    """(model, processor) of a tiny random vision-language model."""
+    """(model, processor) of a tiny random vision-language model: `llava` (CLIP tower, 4 image
+    tokens) or `idefics3` (the SmolVLM architecture: SigLIP-style tower + pixel shuffle, 1 image
+    token between its wrapper tokens, no image splitting)."""
     torch = require("torch", "hf")
     tf = require("transformers", "hf")
     require("PIL", "vision")
     if kind not in VISION_KINDS:
-        raise ConfigError(f"unknown tiny vision model '{kind}'; use tiny:llava")
+        raise ConfigError(f"unknown tiny vision model '{kind}'; use tiny:llava or tiny:idefics3")
     from solstice.models.hf_vision import chatml_vision_template
 
     tok = tiny_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    extra = ["<image>"]
+    if kind == "idefics3":
+        extra += ["<fake_token_around_image>", "<global-img>"] + [f"<row_{r}_col_{c}>" for r in (1, 2) for c in (1, 2)]
+    tok.add_special_tokens({"additional_special_tokens": extra})
     tok.padding_side = "left"
-    image_proc = tf.CLIPImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
-    proc = tf.LlavaProcessor(
-        image_processor=image_proc, tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=chatml_vision_template("<image>"),
-    )
-    vision = tf.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                 image_size=28, patch_size=14, projection_dim=32)
+    template = chatml_vision_template("<image>")
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=28,
+                  patch_size=14)
     text = tf.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                           pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-    cfg = tf.LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                         vision_feature_select_strategy="default", vision_feature_layer=-1)
+    image_token_id = tok.convert_tokens_to_ids("<image>")
     torch.manual_seed(seed)
-    model = tf.LlavaForConditionalGeneration(cfg)
+    if kind == "llava":
+        image_proc = tf.CLIPImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+        proc = tf.LlavaProcessor(image_processor=image_proc, tokenizer=tok, patch_size=14, chat_template=template,
+                                 vision_feature_select_strategy="default", num_additional_image_tokens=1)
+        cfg = tf.LlavaConfig(vision_config=tf.CLIPVisionConfig(**vision, projection_dim=32), text_config=text,
+                             image_token_id=image_token_id, vision_feature_select_strategy="default",
+                             vision_feature_layer=-1)
+        model = tf.LlavaForConditionalGeneration(cfg)
+    else:
+        image_proc = tf.Idefics3ImageProcessorPil(size={"longest_edge": 56}, max_image_size={"longest_edge": 28},
+                                                  do_image_splitting=False)
+        proc = tf.Idefics3Processor(image_processor=image_proc, tokenizer=tok, image_seq_len=1, chat_template=template)
+        cfg = tf.Idefics3Config(vision_config=tf.Idefics3VisionConfig(**vision), text_config=text,
+                                image_token_id=image_token_id, scale_factor=2)
+        model = tf.Idefics3ForConditionalGeneration(cfg)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.eval()

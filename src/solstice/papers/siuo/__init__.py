@@ -17,9 +17,14 @@ def _datasets(cfg: Config):
     from solstice.errors import ConfigError
     from solstice.papers.siuo.data import GEN, MCQA
 
-    if cfg.images == "attach" and not cfg.image_dir:
-        raise ConfigError("siuo attaches images (images=attach): set image_dir to the folder of the SIUO images, "
-                          "or --set images=text_only for the text-only ablation")
+    if cfg.images == "attach":  # every image is checked before the run directory is created
+        if not cfg.image_dir:
+            raise ConfigError("siuo attaches images (images=attach): set image_dir to the folder of the SIUO images, "
+                              "or --set images=text_only for the text-only ablation")
+        from solstice.data.sources import resolve
+        from solstice.papers.siuo.data import check_images, load_items
+
+        check_images(load_items(resolve(GEN), resolve(MCQA)), cfg.image_dir)
     return [GEN, MCQA]
 
 
