@@ -9,6 +9,7 @@ import random
 import re
 
 import pytest
+from tests.conftest import needs_data
 
 from solstice.core.runner import run_paper
 from solstice.data.sources import resolve
@@ -16,7 +17,6 @@ from solstice.errors import CapabilityError, ConfigError, DataError
 from solstice.papers.siuo import prompts, scoring
 from solstice.papers.siuo.data import CATEGORY_COUNTS, GEN, MCQA, Item, check_images, load_items
 from solstice.papers.siuo.run import degenerate_mcqa, spread
-from tests.conftest import needs_data
 
 
 @pytest.fixture(scope="module")
