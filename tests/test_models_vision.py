@@ -8,12 +8,12 @@ import io
 import json
 
 import pytest
-from tests.stub_openai import StubServer
 
 from solstice.errors import CapabilityError, DataError
 from solstice.models import CAP_VISION, GenParams, load_model, strip_images, user_message
 from solstice.models.loader import static_capabilities
 from solstice.models.vision import has_images, image_fingerprint, openai_messages, to_data_url
+from stub_openai import StubServer
 
 PIL = pytest.importorskip("PIL.Image")
 

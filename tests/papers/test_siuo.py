@@ -9,8 +9,8 @@ import random
 import re
 
 import pytest
-from tests.conftest import needs_data
 
+from conftest import needs_data
 from solstice.core.runner import run_paper
 from solstice.data.sources import resolve
 from solstice.errors import CapabilityError, ConfigError, DataError
