@@ -63,6 +63,7 @@ def test_round_robin_subset_covers_every_domain(items):
     from collections import Counter
 
     assert len(sub) == 45 and set(Counter(it.category for it in sub).values()) == {5}
+    assert set(Counter(it.category for it in spread(items, 54)).values()) == {6}
     assert spread(items, 500) == items
 
 

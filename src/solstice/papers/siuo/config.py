@@ -25,7 +25,8 @@ class Config(BaseConfig):
     max_new_tokens: int = Field(500, ge=1, description="tokens per response (official generation script: max_tokens 500)")
     temperature: float = Field(1.0, ge=0.0, description="sampling temperature of the responses (official script sets "
                                "none: the OpenAI default 1.0)")
-    mcqa_questions: int = Field(167, ge=1, le=167, description="MCQA questions, in file order (paper: all 167)")
+    mcqa_questions: int = Field(167, ge=1, le=167, description="MCQA questions (paper: all 167); fewer are taken round-robin over the 9 "
+                                  "domains")
     mcqa_modes: tuple[Literal["logprob", "generate"], ...] = Field(
         ("logprob", "generate"), description="MCQA by the option letters' next-token log-probability (one forward pass) "
         "and/or by generated text + the official parser (official MCQA script: generation)")

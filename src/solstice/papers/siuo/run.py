@@ -265,7 +265,7 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         metrics[k] = MetricValue(v, len(items), None, None, "answer-blind predictor (data fact)")
     limited = ctx.limited(items)
     if "mcqa" in cfg.tasks:
-        metrics.update(_mcqa(cfg, ctx, limited[: cfg.mcqa_questions], image_root, note))
+        metrics.update(_mcqa(cfg, ctx, spread(limited, cfg.mcqa_questions), image_root, note))
     if "generation" in cfg.tasks:
         metrics.update(_generation(cfg, ctx, spread(limited, cfg.gen_questions), image_root, note))
     return metrics
