@@ -134,3 +134,71 @@ def test_evenly_spaced_subset(problems):
     sub = evenly(problems, 100)
     assert len(sub) == 100 and sub[0] is problems[0] and sub[-1] is problems[-1]
     assert evenly(problems, 5000) == problems
+
+
+# -- selection and synthesis on procedural figures -------------------------------------------
+from solstice.papers.math_llava import figures as F  # noqa: E402
+from solstice.papers.math_llava import synthesis as S  # noqa: E402
+from solstice.papers.math_llava.selection import Candidate, ImageSelector, laplacian_variance  # noqa: E402
+
+
+def test_selector_hits_level_ratio_caps_sources_and_drops_unclear():
+    cands = [Candidate(f"c{i}", f"src{i % 4}", {"clear": i % 10 != 0, "cx": (i * 7919) % 1000 / 1000})
+             for i in range(2000)]
+    sel = ImageSelector(clarity=lambda im: 1.0 if im["clear"] else 0.0, complexity=lambda im: im["cx"],
+                        clarity_threshold=0.5, level_edges=[0.25, 0.5, 0.75], level_ratio={0: 0.1, 1: 0.3, 2: 0.4, 3: 0.2},
+                        per_source_cap=120, seed=3)
+    out = sel.select(cands, 400)
+    levels = [lv for _, lv in out]
+    assert len(out) == 400
+    assert all(abs(levels.count(k) / 400 - r) <= 0.02 for k, r in {0: 0.1, 1: 0.3, 2: 0.4, 3: 0.2}.items())
+    assert all(c.image["clear"] for c, _ in out)
+    from collections import Counter
+
+    assert max(Counter(c.source for c, _ in out).values()) <= 120
+    assert [c.id for c, _ in sel.select(cands, 400)] == [c.id for c, _ in out]  # seeded
+    with pytest.raises(Exception, match="level_ratio"):
+        ImageSelector(level_edges=[0.5], level_ratio={0: 0.5, 1: 0.6}).select(cands, 10)
+
+
+def test_clarity_proxy_ranks_degraded_below_clean():
+    rng = random.Random(0)
+    figs = F.make_figures(10, seed=0)
+    clean = [laplacian_variance(F.render(f)) for f in figs]
+    blurred = [laplacian_variance(F.degrade(F.render(f), rng)) for f in figs]
+    assert min(clean) > max(blurred)
+
+
+def test_synthetic_data_is_deterministic_verified_and_tagged():
+    figs = F.make_figures(40, seed=5)
+    a, sa = S.build_dataset(figs, seed=1)
+    b, sb = S.build_dataset(figs, seed=1)
+    assert a == b and sa == sb
+    assert sa["wrong"] == 0 and sa["verified"] == sa["accepted"] > 100
+    assert {d["origin"] for d in a} == set(S.ORIGINS)
+    assert all(d["conversations"][0]["value"].startswith("<image>\n") for d in a)
+    assert len({d["id"] for d in a}) == len(a)
+
+
+@needs_data
+def test_no_synthetic_item_duplicates_a_testmini_question(problems):
+    fig = F.make_figures(1, seed=0)[0]
+    qa = S.original_qa(fig, random.Random(0))
+    _, st = S.validate([qa], {fig.fid: fig}, banned=[qa.question.upper()])  # normalised text match
+    assert st["duplicate"] == 1
+    data, _ = S.build_dataset(F.make_figures(50, seed=0), banned=[p.question for p in problems])
+    testmini = {S.norm_q(p.question) for p in problems}
+    assert not any(S.norm_q(d["conversations"][0]["value"].removeprefix("<image>\n")) in testmini for d in data)
+
+
+def test_validator_rejects_wrong_answers_and_parses_model_replies():
+    fig = F.Figure("t", "triangle", {"a": 3, "b": 4, "c": 5}, 3)
+    reply = ("1. Question: What is the area of triangle ABC? Answer: 6.\n"
+             "2. Question: What is the perimeter of the triangle? Answer: 13\n"
+             "Question: What colour is the triangle? Answer: black")
+    pairs = [S.QA("t", "mining", q, a) for q, a in S.parse_pairs(reply)]
+    assert [p.answer for p in pairs] == ["6", "13", "black"]
+    kept, st = S.validate(pairs, {"t": fig}, keep_unverified=True)
+    assert st == {"generated": 3, "accepted": 2, "verified": 1, "bad_answer": 0, "duplicate": 0, "wrong": 1,
+                  "unverifiable": 1}
+    assert [k.verified for k in kept] == [True, None]

@@ -20,4 +20,10 @@ class Config(BaseConfig):
                                 "response script's default generation length)")
     random_runs: int = Field(20, ge=0, description="seeded uniform-random-choice runs scored beside the analytic "
                              "random baseline (spec: 20 runs within 0.5 points of 17.90%)")
+    pipeline_figures: int = Field(500, ge=0, description="procedural figures for the selection + synthesis pipeline "
+                                  "checks (spec: >= 500); 0 skips the pipeline")
+    select_images: int = Field(200, ge=1, description="images the selector keeps (levels 0-3 in ratio 10/30/40/20, "
+                               "a quarter per source at most) and turns into LLaVA JSON")
+    model_synthesis_figures: int = Field(0, ge=0, description="figures on which the target model runs the four "
+                                         "synthesis operators (image if it sees images, else a text rendering)")
     batch_size: int = Field(8, ge=1, description="prompts per model call (one resumable batch)")

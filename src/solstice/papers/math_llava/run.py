@@ -100,5 +100,19 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         if flags:
             metrics[f"acc_{abbr}"] = _rate(flags, f"{note}; task {abbr}")
     ctx.artifact("breakdowns.json").write_text(json.dumps(tables, indent=1))
+    if cfg.pipeline_figures:
+        from solstice.papers.math_llava.pipeline import model_synthesis, run_pipeline
+
+        pm, data, info = run_pipeline(cfg.pipeline_figures, ctx.seed, select=min(cfg.select_images, cfg.pipeline_figures),
+                                      banned=[p.question for p in problems])
+        metrics.update(pm)
+        ctx.artifact("mathv_synthetic.json").write_text(json.dumps(data, indent=1))
+        ctx.artifact("pipeline.json").write_text(json.dumps(info, indent=1, default=float))
+    if cfg.model_synthesis_figures:
+        from solstice.models import CAP_VISION
+
+        mm, mdata = model_synthesis(model, cfg.model_synthesis_figures, ctx.seed, vision=CAP_VISION in model.capabilities)
+        metrics.update(mm)
+        ctx.artifact("model_synthetic.json").write_text(json.dumps(mdata, indent=1))
     ctx.artifact("scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in scored))
     return metrics
