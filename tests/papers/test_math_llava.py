@@ -202,3 +202,40 @@ def test_validator_rejects_wrong_answers_and_parses_model_replies():
     assert st == {"generated": 3, "accepted": 2, "verified": 1, "bad_answer": 0, "duplicate": 0, "wrong": 1,
                   "unverifiable": 1}
     assert [k.verified for k in kept] == [True, None]
+
+
+# -- training path -----------------------------------------------------------------------------
+def _llava_records(tmp_path, n=4):
+    figs = F.make_figures(n, seed=0)
+    for f in figs:
+        F.render(f).save(tmp_path / f"{f.fid}.png")
+    data, _ = S.build_dataset(figs, seed=0)
+    return data
+
+
+def test_llava_json_becomes_vision_messages_with_image_parts(tmp_path):
+    from solstice.errors import DataError
+    from solstice.papers.math_llava.train import llava_to_messages
+
+    data = _llava_records(tmp_path)
+    rows = llava_to_messages(data, tmp_path)
+    assert len(rows) == len(data)
+    r = rows[0]
+    assert r["messages"][0]["content"][0] == {"type": "image"} and len(r["images"]) == 1
+    assert "<image>" not in r["messages"][0]["content"][1]["text"]
+    assert r["messages"][1] == {"role": "assistant", "content": [{"type": "text", "text": data[0]["conversations"][1]["value"]}]}
+    with pytest.raises(DataError, match="missing"):
+        llava_to_messages(data, tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_tiny_vlm_sft_steps_run_and_lower_the_loss(tmp_path):
+    pytest.importorskip("trl")
+    from solstice.models.tiny import build_tiny_vlm
+    from solstice.papers.math_llava.train import llava_to_messages, sft
+
+    rows = llava_to_messages(_llava_records(tmp_path, 2)[:4], tmp_path)
+    model, proc = build_tiny_vlm("llava")
+    trainer = sft(model, proc, rows, tmp_path / "out", steps=4, lr=1e-2, batch_size=2, cpu=True)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 4 and losses[-1] < losses[0]

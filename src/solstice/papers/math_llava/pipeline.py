@@ -27,7 +27,9 @@ LEVEL_RATIO = {0: 0.1, 1: 0.3, 2: 0.4, 3: 0.2}  # favours medium / hard images (
 
 
 def run_pipeline(n_figures: int, seed: int, *, degrade_fraction: float = 0.3, select: int = 200,
-                 banned: list[str] | None = None) -> tuple[dict[str, MetricValue], list[dict[str, Any]], dict[str, Any]]:
+                 banned: list[str] | None = None
+                 ) -> tuple[dict[str, MetricValue], list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """(metrics, LLaVA JSON of the selected images, a log of the decisions, fid -> selected image)."""
     rng = random.Random(seed)
     figs = F.make_figures(n_figures, seed=seed)
     clean = [F.render(f) for f in figs]
@@ -64,7 +66,7 @@ def run_pipeline(n_figures: int, seed: int, *, degrade_fraction: float = 0.3, se
                                             "accepted pairs whose answer the independent reader recovers")
     info = {"selected_items": len(data), "threshold": threshold, "level_edges": edges, "stats": stats,
             "per_source": {k: sum(1 for c, _ in chosen if c.source == k) for k in F.KINDS}}
-    return metrics, data, info
+    return metrics, data, info, {c.id: c.image for c, _ in chosen}
 
 
 def model_synthesis(model: Any, n_figures: int, seed: int, *, vision: bool, max_new_tokens: int = 128

@@ -103,10 +103,12 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     if cfg.pipeline_figures:
         from solstice.papers.math_llava.pipeline import model_synthesis, run_pipeline
 
-        pm, data, info = run_pipeline(cfg.pipeline_figures, ctx.seed, select=min(cfg.select_images, cfg.pipeline_figures),
+        pm, data, info, chosen = run_pipeline(cfg.pipeline_figures, ctx.seed, select=min(cfg.select_images, cfg.pipeline_figures),
                                       banned=[p.question for p in problems])
         metrics.update(pm)
         ctx.artifact("mathv_synthetic.json").write_text(json.dumps(data, indent=1))
+        for fid, img in chosen.items():  # the images the JSON refers to (train.py --images)
+            img.save(ctx.artifact(f"figures/{fid}.png"))
         ctx.artifact("pipeline.json").write_text(json.dumps(info, indent=1, default=float))
     if cfg.model_synthesis_figures:
         from solstice.models import CAP_VISION
