@@ -16,9 +16,8 @@ from typing import Any
 from solstice import __version__
 from solstice.core.config import build_config, config_hash
 from solstice.core.context import RunContext
-from solstice.core.env import environment
-from solstice.core.paper import PaperSpec, assess
-from solstice.core.records import RunRecord, new_run_dir
+from solstice.core.paper import PaperSpec, evaluate_run
+from solstice.core.records import RunRecord, environment_segment, environments_of, new_run_dir, new_run_id
 from solstice.core.registry import get_paper
 from solstice.core.types import MetricValue
 from solstice.data.sources import resolve
@@ -137,7 +136,12 @@ def run_paper(
         datasets=list(meta.get("datasets", [])),
     )
     started = time.time()
+    this_argv = list(argv) if argv is not None else list(sys.argv)
+    segment = environment_segment("resume" if old is not None else "start", this_argv,
+                                  config_hash=h, samples_before=len(done_rows))
+    environments = environments_of(meta) + [segment]
     record.write({
+        "run_id": meta.get("run_id") or new_run_id(),
         "paper": {"id": paper.id, "version": paper.version, "title": paper.title, "arxiv": paper.arxiv},
         "solstice_version": __version__,
         "scale": scale,
@@ -156,9 +160,12 @@ def run_paper(
         "timings": meta.get("timings", {}),
         "warnings": ctx.warnings,
         "plots": ctx.plots,
-        "env": environment(),
-        "argv": (old or {}).get("argv") or (list(argv) if argv is not None else sys.argv),
-        **({"resume_argv": list(argv) if argv is not None else sys.argv} if old is not None else {}),
+        # the first process's environment (kept for readers of schema 1); every process is in
+        # `environments`, appended to on resume, never overwritten
+        "env": meta.get("env") or {k: v for k, v in segment.items() if k not in ("kind", "started_at", "argv")},
+        "environments": environments,
+        "argv": (old or {}).get("argv") or this_argv,
+        **({"resume_argv": this_argv} if old is not None else {}),
     })
     log.info("run directory: %s", record.path)
     status, error, code = "completed", "", 0
@@ -202,8 +209,6 @@ def run_paper(
     fields: dict[str, Any] = {"status": status, "error": error or None, "timings": timings, "finished_at": time.time()}
     if status == "completed":
         record.write_metrics(metrics)
-        fields["claims"] = [
-            {"key": c.key, "status": s, "detail": d} for c in paper.claims for s, d in [assess(c, metrics)]
-        ]
+        fields["claims"] = [a.to_json() for a in evaluate_run(paper.claims, metrics)]
     record.update(**fields)
     return RunResult(record.path, status, metrics, error, code, needs_data)
