@@ -167,8 +167,9 @@ class HFVisionModel(HFModel):
 
     def _groups(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         """Batches of prompt indices; prompts with and without images are never mixed."""
-        with_img = [i for i, p in enumerate(prompts) if next(iter_images(p), None) is not None]
-        without = [i for i in range(len(prompts)) if i not in set(with_img)]
+        flags = [next(iter_images(p), None) is not None for p in prompts]
+        with_img = [i for i, f in enumerate(flags) if f]
+        without = [i for i, f in enumerate(flags) if not f]
         out = []
         for group in (with_img, without):
             out += [group[k : k + self.batch_size] for k in range(0, len(group), self.batch_size)]
