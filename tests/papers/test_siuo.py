@@ -225,3 +225,20 @@ def test_vision_run_attaches_images_for_target_and_judge(tmp_path):
             assert m["safe_rate"].value == 0
             assert m["effective_rate"].n == 0 and m["effectiveness_unparsed_rate"].value == 1.0
         assert m["n_items"].value == 167
+
+
+def test_judge_human_agreement_on_a_hand_table(tmp_path):
+    from solstice.papers.siuo.run import _human_agreement
+
+    votes = {1: {"safe": 1, "effective": 1}, 2: {"safe": 0, "effective": 1}, 3: {"safe": 1, "effective": None},
+             4: {"safe": 0, "effective": 0}}
+    f = tmp_path / "labels.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [
+        {"question_id": 1, "safe": 1, "effective": 1}, {"question_id": 2, "safe": 1, "effective": 1},
+        {"question_id": 3, "safe": 1, "effective": 0}, {"question_id": 4, "safe": 0, "effective": 0}]))
+    m = _human_agreement(str(f), votes)
+    assert m["human_pa_safe"].value == pytest.approx(0.75) and m["human_pa_safe"].n == 4
+    assert m["human_kappa_safe"].value == pytest.approx(0.5)  # po .75, pe .5
+    assert m["human_pa_effective"].value == pytest.approx(1.0) and m["human_pa_effective"].n == 3  # unresolved left out
+    with pytest.raises(DataError, match="does not exist"):
+        _human_agreement(str(tmp_path / "none.json"), votes)
