@@ -259,6 +259,8 @@ def readme_block(runs: Sequence[RunSummary]) -> str:
             claims_table(s),
             "",
         ]
+        if s.metrics:  # every number of the run, so prose can cite the record instead of copying it
+            parts += ["<details><summary>All metrics</summary>", "", metrics_table(s), "", "</details>", ""]
     parts.append(END)
     return "\n".join(parts)
 
