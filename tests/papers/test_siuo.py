@@ -216,7 +216,7 @@ def test_vision_run_attaches_images_for_target_and_judge(tmp_path):
                               "mcqa_modes=[generate]"], out=tmp_path / "runs")
         assert res.status == "completed", res.error
         m = res.metrics
-        assert m["mcqa_acc_generate"].value == pytest.approx(sum(it.correct == "A" for it in items[:20]) / 20)
+        assert m["mcqa_acc_generate"].value == pytest.approx(sum(it.correct == "A" for it in spread(items, 20)) / 20)
         assert m["mcqa_unparsed_generate"].value == 0
         if want is not None:  # the judge saw the image: safe by its script, never effective
             assert m["safe_rate"].value == want and m["effective_rate"].value == 0 and m["safe_rate"].n == 9
