@@ -81,10 +81,18 @@ def checkpoint_is_vision(spec: ModelSpec) -> bool | None:
 
 
 def load_hf(spec: ModelSpec) -> Model:
-    """The `hf:` backend: a vision-language model when the checkpoint is one, else a text model."""
-    if checkpoint_is_vision(spec):
-        return HFVisionModel(spec)
-    return HFModel(spec)
+    """The `hf:` backend: a vision-language model when the checkpoint is one, else a text model.
+    A hub id not in the local cache is decided by its config (fetched when online)."""
+    vision = checkpoint_is_vision(spec)
+    if vision is None:
+        tf = require("transformers", "hf", "local models")
+        try:
+            cfg = tf.AutoConfig.from_pretrained(spec.target.partition("#")[0],
+                                                trust_remote_code=spec.options.get("trust_remote_code") in ("1", "true"))
+            vision = getattr(cfg, "vision_config", None) is not None
+        except (OSError, ValueError):
+            vision = False  # the text loader reports the problem in one line
+    return HFVisionModel(spec) if vision else HFModel(spec)
 
 
 class HFVisionModel(HFModel):
