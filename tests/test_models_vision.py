@@ -93,7 +93,7 @@ def test_static_capabilities_know_vision_before_loading(tmp_path):
 
 
 def test_cache_keys_on_image_content_not_path(tmp_path):
-    from solstice.models.cache import _key
+    from solstice.models.cache import _sha as _key
 
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     a.write_bytes(png((1, 2, 3)))

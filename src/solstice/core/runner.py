@@ -17,7 +17,13 @@ from solstice import __version__
 from solstice.core.config import build_config, config_hash
 from solstice.core.context import RunContext
 from solstice.core.paper import PaperSpec, evaluate_run
-from solstice.core.records import RunRecord, environment_segment, environments_of, new_run_dir, new_run_id
+from solstice.core.records import (
+    RunRecord,
+    environment_segment,
+    environments_of,
+    new_run_dir,
+    new_run_id,
+)
 from solstice.core.registry import get_paper
 from solstice.core.types import MetricValue
 from solstice.data.sources import resolve
@@ -104,8 +110,10 @@ def run_paper(
     paper_id: str, *, scale: str = "smoke", config_files: Sequence[str] = (), sets: Sequence[str] = (),
     models: Sequence[str] = (), limit: int | None = None, seed: int | None = None,
     out: str | Path = "runs", resume: str | Path | None = None, argv: Sequence[str] | None = None,
-    allow_code_exec: bool = False,
+    allow_code_exec: bool = False, segment: str = "", cache: str | Path | None = None,
 ) -> RunResult:
+    """Run a paper (or continue the run in `resume`). `segment` names the kind of process in the
+    record's environment segments (default: "start", or "resume" with `resume`)."""
     paper, cfg, model_specs, eff_limit, eff_seed, old = prepare(
         paper_id, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit,
         seed=seed, resume=resume,
@@ -134,12 +142,15 @@ def run_paper(
         done={(f"{r['key']}/{r['sample_id']}" if r.get("key") else r["sample_id"]): r for r in done_rows},
         warnings=list(meta.get("warnings", [])), plots=list(meta.get("plots", [])),
         datasets=list(meta.get("datasets", [])),
+        depends={"map": {}, "stage": {}, **meta.get("depends", {})},
+        uncached_roles=frozenset(r for r, role in paper.roles.items() if "whitebox" in role.requires),
+        cache=None if not cache else (record.path / "cache" if str(cache) == "run" else Path(cache).expanduser().resolve()),
     )
     started = time.time()
     this_argv = list(argv) if argv is not None else list(sys.argv)
-    segment = environment_segment("resume" if old is not None else "start", this_argv,
-                                  config_hash=h, samples_before=len(done_rows))
-    environments = environments_of(meta) + [segment]
+    seg = environment_segment(segment or ("resume" if old is not None else "start"), this_argv,
+                              config_hash=h, samples_before=len(done_rows))
+    environments = environments_of(meta) + [seg]
     record.write({
         "run_id": meta.get("run_id") or new_run_id(),
         "paper": {"id": paper.id, "version": paper.version, "title": paper.title, "arxiv": paper.arxiv},
@@ -150,6 +161,8 @@ def run_paper(
         "model_specs": model_specs,
         "models": meta.get("models", {r: {"spec": s} for r, s in model_specs.items()}),
         "datasets": ctx.datasets,
+        "depends": ctx.depends,
+        "cache": None if ctx.cache is None else str(ctx.cache),
         "seed": eff_seed,
         "limit": eff_limit,
         "status": "running",
@@ -162,10 +175,12 @@ def run_paper(
         "plots": ctx.plots,
         # the first process's environment (kept for readers of schema 1); every process is in
         # `environments`, appended to on resume, never overwritten
-        "env": meta.get("env") or {k: v for k, v in segment.items() if k not in ("kind", "started_at", "argv")},
+        "env": meta.get("env") or {k: v for k, v in seg.items() if k not in ("kind", "started_at", "argv")},
         "environments": environments,
         "argv": (old or {}).get("argv") or this_argv,
         **({"resume_argv": this_argv} if old is not None else {}),
+        # where the run's reused records come from (rescore, merge): kept across resumes
+        **({"lineage": meta["lineage"]} if meta.get("lineage") else {}),
     })
     log.info("run directory: %s", record.path)
     status, error, code = "completed", "", 0
@@ -211,4 +226,6 @@ def run_paper(
         record.write_metrics(metrics)
         fields["claims"] = [a.to_json() for a in evaluate_run(paper.claims, metrics)]
     record.update(**fields)
+    if status == "completed":
+        record.seal()
     return RunResult(record.path, status, metrics, error, code, needs_data)
