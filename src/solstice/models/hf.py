@@ -37,6 +37,7 @@ from solstice.models.base import (
     Prompt,
     stop_trim,
 )
+from solstice.models.vision import check_images, content_text
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,9 @@ class HFModel(Model):
             raise ConfigError(f"model spec '{spec}': moa_cache needs moa_plan=<plan.json>")
 
     # -- loading -----------------------------------------------------------------------------
-    def _load(self, spec: ModelSpec) -> tuple[Any, Any]:
-        torch, tf = self.torch, self.transformers
+    def _load_options(self, spec: ModelSpec) -> tuple[str, str, dict[str, Any], bool]:
+        """(target path or hub id, device, from_pretrained keywords, trust_remote_code) of a spec."""
+        torch = self.torch
         opts = spec.options
         target, _, gguf = spec.target.partition("#")
         path = Path(target).expanduser()
@@ -138,6 +140,11 @@ class HFModel(Model):
         if "revision" in opts:
             kw["revision"] = opts["revision"]
         trust = opts.get("trust_remote_code", "0") in ("1", "true", "yes")
+        return target, device, kw, trust
+
+    def _load(self, spec: ModelSpec) -> tuple[Any, Any]:
+        tf = self.transformers
+        target, device, kw, trust = self._load_options(spec)
         t0 = time.perf_counter()
         try:
             tok = tf.AutoTokenizer.from_pretrained(target, trust_remote_code=trust, revision=kw.get("revision"))
@@ -168,7 +175,8 @@ class HFModel(Model):
     def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
         if isinstance(prompt, str):
             return prompt
-        msgs = [dict(m) for m in prompt]
+        check_images(self.name, self.capabilities, [prompt])
+        msgs = [{**m, "content": content_text(m["content"])} for m in prompt]
         prefill = bool(msgs) and msgs[-1]["role"] == "assistant"
         return self.tokenizer.apply_chat_template(
             msgs,
