@@ -3,7 +3,10 @@
     ctx.model(role)          the model for a role (loaded once, capabilities already checked)
     ctx.dataset(source)      the local path of a DataSource, recorded in run.json
     ctx.map(samples, fn)     run `fn` over batches of samples not yet recorded, record each result
-                             (flushed), and return every record in sample order (resume-safe)
+                             (flushed, in sample order), and return every record in sample order
+                             (resume-safe). Batches are fed continuously: with endpoint models
+                             several batches are in flight at once (see `map`); with `--executor
+                             ray` they run as Ray tasks; with `--shard i/n` only slice i is computed
     ctx.stage(name, fn)      run a whole stage once; a resumed run reads its saved JSON result
     ctx.track(items, desc)   a progress bar
     ctx.warn(msg)            a warning that is logged and kept in run.json
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +49,12 @@ class RunContext:
     datasets: list[dict[str, Any]] = field(default_factory=list)
     _models: dict[str, Model] = field(default_factory=dict)
     _model_loader: Callable[[str], Model] | None = None
+    # scale-out: records from shards being merged (done key -> row), this run's shard (i, n), an
+    # executor that runs batches elsewhere (Ray), and what each map did (kept in run.json "maps")
+    prior: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shard: tuple[int, int] | None = None
+    executor: Any = None
+    maps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def out_dir(self) -> Path:
@@ -93,27 +104,103 @@ class RunContext:
         batch_size: int = 8,
         description: str = "",
         key: str = "",
+        workers: int | None = None,
     ) -> list[dict[str, Any]]:
         """Records for every sample, computing only those not yet recorded under `key`.
 
         `fn(batch)` returns one dict per sample (JSON-serialisable). Each is written to
-        samples.jsonl with `sample_id` and `key` before the next batch starts, so a killed run
-        loses at most one batch.
+        samples.jsonl with `sample_id` and `key`, in sample order, as soon as it and every sample
+        before it are done, so a killed run loses at most the batches in flight.
+
+        Batches are fed continuously: up to `workers` calls of `fn` run at once (threads), a new
+        one starting whenever one finishes, so a run is not paced by its slowest request. By
+        default `workers` is 1 for local models and enough batches to fill an endpoint's
+        connection pool (`max_in_flight`, e.g. `?concurrency=64`) when the run uses one, so `fn`
+        must then be safe to call from several threads (pass `workers=1` when it is not). The
+        number used is recorded in run.json "maps".
         """
         def did(s: Sample) -> str:
             return f"{key}/{s.id}" if key else s.id
 
-        todo = [s for s in samples if did(s) not in self.done]
-        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        for batch in self.track(batches, description or f"{self.paper_id} {key}".strip(), total=len(batches)):
-            results = fn(batch)
-            if len(results) != len(batch):
-                raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} samples")
-            for s, r in zip(batch, results):
-                row = {"sample_id": s.id, **({"key": key} if key else {}), **r}
+        t0 = time.perf_counter()
+        merged = 0
+        for s in samples:  # a merge: rows the shards recorded are appended here, in sample order
+            d = did(s)
+            if d not in self.done and d in self.prior:
+                row = self.prior.pop(d)
                 self.record.append_sample(row)
-                self.done[did(s)] = row
+                self.done[d] = row
+                merged += 1
+        todo = [s for s in samples if did(s) not in self.done]
+        if self.shard is not None:
+            from solstice.core.shard import shard_of
+
+            todo = [s for s in todo if shard_of(did(s), self.shard[1]) == self.shard[0]]
+        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        width = max(1, workers if workers is not None else self._feed_width(batch_size))
+        if batches:
+            name = self.executor.name if self.executor is not None else "in-process"
+            log.info("map %s: %d samples to compute in %d batches (%s, %d in flight)", key or "-", len(todo),
+                     len(batches), name, width if self.executor is None else self.executor.width)
+            bar = iter(self.track(range(len(batches)), description or f"{self.paper_id} {key}".strip(), total=len(batches)))
+            for batch, results in self._feed(fn, batches, width):
+                if len(results) != len(batch):
+                    raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} samples")
+                for s, r in zip(batch, results):
+                    row = {"sample_id": s.id, **({"key": key} if key else {}), **r}
+                    self.record.append_sample(row)
+                    self.done[did(s)] = row
+                next(bar, None)
+            wall = time.perf_counter() - t0
+            self.maps[key or "-"] = {
+                "samples": len(samples), "computed": len(todo), "batch_size": batch_size,
+                "executor": self.executor.name if self.executor is not None else "in-process",
+                "in_flight_batches": width if self.executor is None else self.executor.width,
+                "wall_s": round(wall, 3), "samples_per_s": round(len(todo) / wall, 2) if wall > 0 else None,
+            }
+            self._save_meta()
+        elif merged:
+            self.maps[key or "-"] = {"samples": len(samples), "computed": 0, "merged": merged}
+        missing = sum(1 for s in samples if did(s) not in self.done)
+        if missing:
+            from solstice.core.shard import ShardDone
+
+            raise ShardDone(key or "-", missing)
         return [self.done[did(s)] for s in samples]
+
+    def _feed_width(self, batch_size: int) -> int:
+        """Batches in flight: enough to fill the largest connection pool among the run's models."""
+        pool = max((int(getattr(m, "max_in_flight", 1) or 1) for m in self._models.values()), default=1)
+        return 1 if pool <= 1 else math.ceil(pool / max(1, batch_size)) + 1
+
+    def _feed(self, fn, batches: list[list[Sample]], width: int):
+        """(batch, results) in batch order, computing up to `width` batches at once."""
+        if self.executor is not None:
+            yield from self.executor.map_batches(fn, batches)
+            return
+        if width <= 1 or len(batches) <= 1:
+            for b in batches:
+                yield b, fn(b)
+            return
+        ready: dict[int, list[dict[str, Any]]] = {}
+        running: dict[Future, int] = {}
+        nxt = head = 0
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="ctx-map") as pool:
+            try:
+                while head < len(batches):
+                    # keep `width` batches running, and at most 2*width finished ones waiting for the head
+                    while nxt < len(batches) and len(running) < width and nxt - head < 2 * width:
+                        running[pool.submit(fn, batches[nxt])] = nxt
+                        nxt += 1
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for f in done:
+                        ready[running.pop(f)] = f.result()
+                    while head in ready:
+                        yield batches[head], ready.pop(head)
+                        head += 1
+            finally:
+                for f in running:
+                    f.cancel()
 
     def stage(self, name: str, fn: Callable[[], T]) -> T:
         """Run `fn` once; its JSON-serialisable result is saved so a resumed run skips it."""
@@ -152,4 +239,5 @@ class RunContext:
             datasets=self.datasets,
             models={r: m.info() for r, m in self._models.items()}
             | {r: {"spec": s} for r, s in self.model_specs.items() if r not in self._models},
+            **({"maps": self.maps} if self.maps else {}),
         )

@@ -101,12 +101,22 @@ def run_paper(
     paper_id: str, *, scale: str = "smoke", config_files: Sequence[str] = (), sets: Sequence[str] = (),
     models: Sequence[str] = (), limit: int | None = None, seed: int | None = None,
     out: str | Path = "runs", resume: str | Path | None = None, argv: Sequence[str] | None = None,
-    allow_code_exec: bool = False,
+    allow_code_exec: bool = False, shard: str | None = None, executor: str = "local",
+    prior: dict[str, dict[str, Any]] | None = None, extra_meta: dict[str, Any] | None = None,
 ) -> RunResult:
+    from solstice.core.shard import SHARD_DONE, ShardDone, parse_shard
+
     paper, cfg, model_specs, eff_limit, eff_seed, old = prepare(
         paper_id, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit,
         seed=seed, resume=resume,
     )
+    shard_ix = parse_shard(shard) if shard else None
+    if old is not None and old.get("shard"):  # a resumed shard stays that shard
+        shard_ix = (int(old["shard"]["index"]), int(old["shard"]["count"]))
+        if shard and parse_shard(shard) != shard_ix:
+            raise ResumeError(f"refusing to resume '{resume}': it is shard {shard_ix[0]}/{shard_ix[1]}, not {shard}")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor must be local or ray, not '{executor}'")
     if paper.code_exec and not allow_code_exec:
         raise ConfigError(f"{paper_id} runs model-written code; pass --allow-code-exec to allow it (it runs sandboxed)")
     # cheap checks before any directory is created
@@ -131,6 +141,7 @@ def run_paper(
         done={(f"{r['key']}/{r['sample_id']}" if r.get("key") else r["sample_id"]): r for r in done_rows},
         warnings=list(meta.get("warnings", [])), plots=list(meta.get("plots", [])),
         datasets=list(meta.get("datasets", [])),
+        prior=dict(prior or {}), shard=shard_ix,
     )
     started = time.time()
     record.write({
@@ -155,6 +166,8 @@ def run_paper(
         "env": environment(),
         "argv": (old or {}).get("argv") or (list(argv) if argv is not None else sys.argv),
         **({"resume_argv": list(argv) if argv is not None else sys.argv} if old is not None else {}),
+        **({"shard": {"index": shard_ix[0], "count": shard_ix[1]}} if shard_ix else {}),
+        **(extra_meta or {}),
     })
     log.info("run directory: %s", record.path)
     status, error, code = "completed", "", 0
@@ -172,9 +185,16 @@ def run_paper(
     except ValueError:  # not the main thread
         prev_term = None
     try:
+        if executor == "ray":
+            from solstice.core.ray_executor import RayExecutor
+
+            ctx.executor = RayExecutor.start(ctx)
         metrics = paper.runner()(cfg, ctx)
         if not isinstance(metrics, dict) or not all(isinstance(v, MetricValue) for v in metrics.values()):
             raise TypeError(f"{paper.run} must return dict[str, MetricValue]")
+    except ShardDone as done:
+        status = SHARD_DONE
+        log.info("shard %d/%d done (%s); join the shards with: solstice merge DIR...", shard_ix[0], shard_ix[1], done)
     except KeyboardInterrupt:
         status, error, code = "interrupted", "interrupted; continue with --resume " + str(record.path), 130
     except SolsticeError as exc:
@@ -184,6 +204,8 @@ def run_paper(
         (record.path / "error.log").write_text(traceback.format_exc())
         status, error, code = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0], 1
     finally:
+        if ctx.executor is not None:
+            ctx.executor.close()
         record.close()
         if prev_term in (signal.SIG_DFL, None):
             try:
@@ -195,11 +217,20 @@ def run_paper(
     timings["wall_s"] = round(float(timings.get("wall_s", 0.0)) + elapsed, 2)
     timings.setdefault("attempts", [])
     timings["attempts"] = list(timings["attempts"]) + [{"started": started, "wall_s": round(elapsed, 2), "status": status}]
+    if ctx.prior:
+        ctx.warn(f"{len(ctx.prior)} recorded shard samples were not asked for by the paper (not merged)")
+    if prior is not None:
+        fields_merge = dict((extra_meta or {}).get("merge", {}))
+        fields_merge["computed_here"] = sum(m.get("computed", 0) for m in ctx.maps.values())
+        extra_meta = dict(extra_meta or {}, merge=fields_merge)
+    ctx._save_meta()  # the models' final throughput counters
     fields: dict[str, Any] = {"status": status, "error": error or None, "timings": timings, "finished_at": time.time()}
     if status == "completed":
         record.write_metrics(metrics)
         fields["claims"] = [
             {"key": c.key, "status": s, "detail": d} for c in paper.claims for s, d in [assess(c, metrics)]
         ]
+    if prior is not None:
+        fields["merge"] = extra_meta["merge"]  # type: ignore[index]
     record.update(**fields)
     return RunResult(record.path, status, metrics, error, code, needs_data)
