@@ -17,6 +17,15 @@ class StubState:
         self.headers: list[dict] = []
         self.reply = "stub reply"
         self.lock = threading.Lock()
+        # injected faults by request number k (1-based): k % every == 0 gets the fault
+        self.every_429 = 0
+        self.every_5xx = 0
+        self.every_stall = 0
+        self.stall_s = 0.0        # how long a stalled request hangs before answering
+        self.model_meta: dict = {}  # extra fields of every /v1/models entry (max_model_len, owned_by)
+        self.answered = 0         # successful completions sent
+        self.in_flight = 0
+        self.max_in_flight = 0
 
 
 def make_handler(state: StubState):
@@ -35,9 +44,20 @@ def make_handler(state: StubState):
             self.wfile.write(data)
 
         def do_GET(self):
-            self._send(200, {"data": [{"id": "stub"}]})
+            ids = ["stub", "stub-model"] + [m.get("id") for m in [state.model_meta] if m.get("id")]
+            self._send(200, {"data": [dict({"object": "model", "owned_by": "stub"}, **state.model_meta, id=i) for i in ids]})
 
         def do_POST(self):
+            with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                self._post()
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+
+        def _post(self):
             n = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(n))
             with state.lock:
@@ -49,6 +69,17 @@ def make_handler(state: StubState):
             if k <= state.fail_first:
                 self._send(state.fail_status, {"error": "busy"}, {"Retry-After": "0"})
                 return
+            if state.every_429 and k % state.every_429 == 0:
+                self._send(429, {"error": "rate limited"}, {"Retry-After": "0"})
+                return
+            if state.every_5xx and k % state.every_5xx == 0:
+                self._send(503, {"error": "overloaded"})
+                return
+            if state.every_stall and k % state.every_stall == 0:
+                time.sleep(state.stall_s)  # the client has given up by now
+                return
+            with state.lock:
+                state.answered += 1
             if self.path.endswith("/chat/completions"):
                 last = body["messages"][-1]["content"]
                 n_choices = body.get("n", 1)
@@ -59,7 +90,8 @@ def make_handler(state: StubState):
                         {"token": "A", "logprob": -0.2, "top_logprobs": [
                             {"token": "A", "logprob": -0.2}, {"token": " B", "logprob": -1.8}]},
                     ]}
-                self._send(200, {"choices": [dict(choice, index=i) for i in range(n_choices)]})
+                usage = {"prompt_tokens": len(str(last).split()), "completion_tokens": 3 * n_choices}
+                self._send(200, {"choices": [dict(choice, index=i) for i in range(n_choices)], "usage": usage})
             elif self.path.endswith("/completions"):
                 prompt = body["prompt"]
                 if body.get("echo"):
@@ -79,10 +111,15 @@ def make_handler(state: StubState):
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # hundreds of concurrent connections
+    daemon_threads = True
+
+
 class StubServer:
     def __init__(self) -> None:
         self.state = StubState()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.state))
+        self.httpd = _Server(("127.0.0.1", 0), make_handler(self.state))
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

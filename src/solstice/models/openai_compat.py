@@ -310,6 +310,7 @@ class OpenAIModel(Model):
 
     # -- what the server says about itself -------------------------------------------------------
     def _model_entry(self) -> dict[str, Any]:
+        """This model's /v1/models entry ({} when the server lists none); never call it inside the loop."""
         if self._models_entry is None:
             async def get() -> dict[str, Any]:
                 try:
@@ -367,7 +368,7 @@ class OpenAIModel(Model):
         msgs = as_messages(prompt)
         body["messages"] = msgs
         if msgs and msgs[-1]["role"] == "assistant":
-            if self._server_kind() in PREFILL_SERVERS:
+            if self.server in PREFILL_SERVERS:  # resolved by generate() before any request
                 body["continue_final_message"] = True
                 body["add_generation_prompt"] = False
             elif not self._warned_prefill:
@@ -417,6 +418,8 @@ class OpenAIModel(Model):
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams | None = None) -> list[list[Completion]]:
         p = params or GenParams()
+        if not self.server and any(not isinstance(pr, str) and pr and pr[-1]["role"] == "assistant" for pr in prompts):
+            self._server_kind()  # ask /v1/models once, from the caller's thread
         return self._gather([self._aone(pr, p) for pr in prompts])
 
     # -- log-probabilities -------------------------------------------------------------------
