@@ -157,6 +157,7 @@ class RunContext:
                 "executor": self.executor.name if self.executor is not None else "in-process",
                 "in_flight_batches": width if self.executor is None else self.executor.width,
                 "wall_s": round(wall, 3), "samples_per_s": round(len(todo) / wall, 2) if wall > 0 else None,
+                **({"workers_replaced": self.executor.replaced} if self.executor is not None else {}),
             }
             self._save_meta()
         elif merged:
