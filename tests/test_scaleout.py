@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env
+from conftest import cli_env, needs_data
 from solstice.core.records import RunRecord
 from solstice.core.runner import run_paper
 from solstice.core.shard import merge, parse_shard, shard_of
@@ -178,3 +178,48 @@ def test_show_says_which_backends_a_paper_runs_on():
     assert r.returncode == 0 and "White-box access: needed" in r.stdout
     r = subprocess.run([sys.executable, "-m", "solstice", "show", "toy"], capture_output=True, text=True, env=cli_env())
     assert "runs on any backend" in r.stdout and "vllm" in r.stdout
+
+
+def _bcb_setup(tmp_path, monkeypatch, n=6):
+    """A stratified stdlib slice (no shipped exclusions) and a samples file: its canonical solutions,
+    with every third one broken, so that pass and fail rows both occur."""
+    from solstice.data.sources import resolve
+    from solstice.papers.bigcodebench.evaluate import exclusions, gt_solution
+    from solstice.papers.bigcodebench.tasks import data_source, load_tasks, stratified
+
+    monkeypatch.setenv("SOLSTICE_CACHE", str(tmp_path / "cache"))
+    tasks = load_tasks(resolve(data_source("v0.1.0_hf", "full")))
+    pool = [t for t in tasks if not t.third_party and t.task_id not in exclusions()]
+    picked = stratified(pool, n, seed=3)
+    samples = tmp_path / "samples.jsonl"
+    with open(samples, "w") as f:
+        for k, t in enumerate(picked):
+            sol = gt_solution(t) if k % 3 else "def task_func(*a, **k):\n    return None\n"
+            f.write(json.dumps({"task_id": t.task_id, "solution": sol}) + "\n")
+    ids = ",".join(t.task_id.rsplit("/", 1)[1] for t in picked)
+    return [f"task_ids={ids}", f"samples={samples}", "workers=1", "timeout=30", "calibration=uncalibrated"]
+
+
+def _stable(rows):
+    return [{k: v for k, v in r.items() if k != "duration"} for r in rows]  # wall time of each execution
+
+
+@needs_data
+def test_bigcodebench_slice_sharded_and_merged_equals_unsharded(tmp_path, monkeypatch):
+    sets = _bcb_setup(tmp_path, monkeypatch)
+
+    def go(name, shard=None):
+        return run_paper("bigcodebench", out=tmp_path / name, sets=sets, shard=shard, allow_code_exec=True, argv=["t"])
+
+    full = go("full")
+    assert full.status == "completed", full.error
+    a, b = go("a", "1/2"), go("b", "2/2")
+    assert a.status == b.status == "shard_done"
+    assert 0 < len(_rows(a.path)) < 6 and len(_rows(a.path)) + len(_rows(b.path)) == 6
+    m = merge([a.path, b.path], out=tmp_path / "m", argv=["t"])
+    assert m.status == "completed", m.error
+    assert _stable(_rows(m.path)) == _stable(_rows(full.path))
+    assert _metrics(m.path) == _metrics(full.path)
+    assert RunRecord(m.path).read()["merge"]["computed_here"] == 0
+    statuses = {r["status"] for r in _rows(full.path)}
+    assert statuses == {"pass", "fail"}
