@@ -44,6 +44,12 @@ def make_handler(state: StubState):
             self.wfile.write(data)
 
         def do_GET(self):
+            if self.path.endswith("/stats"):
+                with state.lock:
+                    self._send(200, {"answered": state.answered, "requests": len(state.requests),
+                                     "max_in_flight": state.max_in_flight})
+                    state.max_in_flight = 0
+                return
             ids = ["stub", "stub-model"] + [m.get("id") for m in [state.model_meta] if m.get("id")]
             self._send(200, {"data": [dict({"object": "model", "owned_by": "stub"}, **state.model_meta, id=i) for i in ids]})
 
@@ -111,6 +117,21 @@ def make_handler(state: StubState):
     return Handler
 
 
+class _Counted(list):
+    """A request log that only counts (append keeps the last body)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def append(self, item) -> None:
+        self.n += 1
+        self[:] = [item]
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of concurrent connections
     daemon_threads = True
@@ -133,3 +154,16 @@ class StubServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+if __name__ == "__main__":  # a stub in its own process (benchmarks): python tests/stub_openai.py DELAY [429 5xx stall stall_s]
+    import sys
+
+    srv = StubServer()
+    a = [float(x) for x in sys.argv[1:]]
+    srv.state.delay = a[0] if a else 0.0
+    if len(a) >= 5:
+        srv.state.every_429, srv.state.every_5xx, srv.state.every_stall, srv.state.stall_s = int(a[1]), int(a[2]), int(a[3]), a[4]
+    srv.state.requests = _Counted()  # keep no bodies: long benchmarks
+    print(srv.url, flush=True)
+    srv.httpd.serve_forever()

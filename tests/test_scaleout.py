@@ -180,7 +180,7 @@ def test_show_says_which_backends_a_paper_runs_on():
     assert "runs on any backend" in r.stdout and "vllm" in r.stdout
 
 
-def _bcb_setup(tmp_path, monkeypatch, n=6):
+def _bcb_setup(tmp_path, monkeypatch, n=4):
     """A stratified stdlib slice (no shipped exclusions) and a samples file: its canonical solutions,
     with every third one broken, so that pass and fail rows both occur."""
     from solstice.data.sources import resolve
@@ -197,7 +197,8 @@ def _bcb_setup(tmp_path, monkeypatch, n=6):
             sol = gt_solution(t) if k % 3 else "def task_func(*a, **k):\n    return None\n"
             f.write(json.dumps({"task_id": t.task_id, "solution": sol}) + "\n")
     ids = ",".join(t.task_id.rsplit("/", 1)[1] for t in picked)
-    return [f"task_ids={ids}", f"samples={samples}", "workers=1", "timeout=30", "calibration=uncalibrated"]
+    return [f"task_ids={ids}", f"samples={samples}", "workers=1", "timeout=30", "calibration=uncalibrated",
+            "check_gt=false"]
 
 
 def _stable(rows):
@@ -215,7 +216,7 @@ def test_bigcodebench_slice_sharded_and_merged_equals_unsharded(tmp_path, monkey
     assert full.status == "completed", full.error
     a, b = go("a", "1/2"), go("b", "2/2")
     assert a.status == b.status == "shard_done"
-    assert 0 < len(_rows(a.path)) < 6 and len(_rows(a.path)) + len(_rows(b.path)) == 6
+    assert 0 < len(_rows(a.path)) < 4 and len(_rows(a.path)) + len(_rows(b.path)) == 4
     m = merge([a.path, b.path], out=tmp_path / "m", argv=["t"])
     assert m.status == "completed", m.error
     assert _stable(_rows(m.path)) == _stable(_rows(full.path))
