@@ -1,4 +1,4 @@
-"""The `openai:` backend at serving speed: the async client fed continuously by `ctx.map` against
+"""The `openai:` backend at serving speed: the shared connection pool fed continuously by `ctx.map` against
 the previous backend (a thread pool per `generate` call, one batch at a time), on the test stub
 server (tests/stub_openai.py) with a fixed latency per request, sides alternated in one run.
 
@@ -10,7 +10,7 @@ ctx.map default most papers use). Sides:
   previous   the backend of --baseline-rev (read from git), ?concurrency=IN_FLIGHT; ctx.map sends
              one batch at a time, so at most 8 requests are in flight
   previous64 the same with batch_size=IN_FLIGHT (what a user could tune before): batch barriers only
-  async      this backend, ?concurrency=IN_FLIGHT, ctx.map feeding batches continuously
+  new        this backend, ?concurrency=IN_FLIGHT, ctx.map feeding batches continuously
 Then a fault run: 256 in flight, every 7th answer a 429, every 11th a 503, every 13th stalls past
 the client's timeout; every sample must be recorded exactly once.
 """
@@ -104,15 +104,15 @@ def main() -> int:
 
     Previous = _baseline_class(args.baseline_rev)
     work = Path(tempfile.mkdtemp(prefix="bench-endpoint-"))
-    walls: dict[str, list[float]] = {"previous": [], "previous64": [], "async": []}
+    walls: dict[str, list[float]] = {"previous": [], "previous64": [], "new": []}
     with _Stub(args.latency) as stub:
         q = f"concurrency={args.in_flight}&timeout=30&retries=3&backoff=0.05"
         raw = f"openai:stub@{stub.url}?{q}"
         ms = ModelSpec("openai", f"stub@{stub.url}", dict(x.split("=") for x in q.split("&")), raw)
         ref = None
         for r in range(args.rounds):
-            for side in ("previous", "previous64", "async"):
-                model = (OpenAIModel if side == "async" else Previous)(ms)
+            for side in ("previous", "previous64", "new"):
+                model = (OpenAIModel if side == "new" else Previous)(ms)
                 bs = args.in_flight if side == "previous64" else 8
                 stub.stats()
                 wall, rows = _run(model, args.n, bs, work / f"{side}-{r}")
@@ -127,7 +127,7 @@ def main() -> int:
     print(f"\n{args.n} requests, {args.latency * 1000:.0f} ms latency, in-flight option {args.in_flight} "
           f"(best of {args.rounds}, sides alternated)")
     for k, v in best.items():
-        print(f"  {k:10s} {v:6.2f}s  {args.n / v:7.1f} req/s   async speed-up x{v / best['async']:.1f}")
+        print(f"  {k:10s} {v:6.2f}s  {args.n / v:7.1f} req/s   speed-up of new x{v / best['new']:.1f}")
 
     with _Stub(0.05, 7, 11, 13, 2.0) as stub:
         spec = f"stub@{stub.url}"

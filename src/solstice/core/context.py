@@ -124,13 +124,15 @@ class RunContext:
 
         t0 = time.perf_counter()
         merged = 0
-        for s in samples:  # a merge: rows the shards recorded are appended here, in sample order
-            d = did(s)
-            if d not in self.done and d in self.prior:
-                row = self.prior.pop(d)
-                self.record.append_sample(row)
-                self.done[d] = row
-                merged += 1
+        if self.prior:  # a merge: rows the shards recorded are appended here, in sample order
+            taken = []
+            for s in samples:
+                d = did(s)
+                if d not in self.done and d in self.prior:
+                    self.done[d] = self.prior.pop(d)
+                    taken.append(self.done[d])
+            self.record.append_samples(taken)
+            merged = len(taken)
         todo = [s for s in samples if did(s) not in self.done]
         if self.shard is not None:
             from solstice.core.shard import shard_of
@@ -146,9 +148,9 @@ class RunContext:
             for batch, results in self._feed(fn, batches, width):
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} samples")
-                for s, r in zip(batch, results):
-                    row = {"sample_id": s.id, **({"key": key} if key else {}), **r}
-                    self.record.append_sample(row)
+                rows = [{"sample_id": s.id, **({"key": key} if key else {}), **r} for s, r in zip(batch, results)]
+                self.record.append_samples(rows)  # one fsync per batch
+                for s, row in zip(batch, rows):
                     self.done[did(s)] = row
                 next(bar, None)
             wall = time.perf_counter() - t0
