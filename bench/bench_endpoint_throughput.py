@@ -32,7 +32,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 def _baseline_class(rev: str):
     src = subprocess.run(["git", "show", f"{rev}:src/solstice/models/openai_compat.py"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "openai_previous.py"
+    (ROOT / "runs").mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="bench-endpoint-", dir=ROOT / "runs")) / "openai_previous.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("openai_previous", path)
     mod = importlib.util.module_from_spec(spec)
@@ -103,7 +104,8 @@ def main() -> int:
     from solstice.models.openai_compat import OpenAIModel
 
     Previous = _baseline_class(args.baseline_rev)
-    work = Path(tempfile.mkdtemp(prefix="bench-endpoint-"))
+    (ROOT / "runs").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-endpoint-", dir=ROOT / "runs"))
     walls: dict[str, list[float]] = {"previous": [], "previous64": [], "new": []}
     with _Stub(args.latency) as stub:
         q = f"concurrency={args.in_flight}&timeout=30&retries=3&backoff=0.05"

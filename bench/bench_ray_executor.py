@@ -58,8 +58,8 @@ def main() -> int:
     from solstice.papers.bigcodebench.evaluate import exclusions, gt_solution
     from solstice.papers.bigcodebench.tasks import data_source, load_tasks, stratified
 
-    work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
-    os.environ["SOLSTICE_CACHE"] = str(work / "cache")
+    (ROOT / "runs").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-ray-", dir=ROOT / "runs"))
     tasks = load_tasks(resolve(data_source("v0.1.0_hf", "full")))
     pool = [t for t in tasks if not t.third_party and t.task_id not in exclusions()]
     picked = stratified(pool, args.tasks, seed=7)

@@ -46,6 +46,7 @@ def test_two_shards_merged_equal_the_unsharded_run(tmp_path, toy_env):
     a = _toy(tmp_path, "a", shard="1/2")
     b = _toy(tmp_path, "b", shard="2/2")
     assert full.status == "completed" and a.status == b.status == "shard_done"
+    assert RunRecord(full.path).read()["maps"]["-"]["in_flight_batches"] == 1  # a local model: one batch at a time
     ra, rb = _rows(a.path), _rows(b.path)
     assert 0 < len(ra) < 23 and len(ra) + len(rb) == 23 and not ({r["sample_id"] for r in ra} & {r["sample_id"] for r in rb})
     assert not (a.path / "metrics.json").exists()
@@ -187,7 +188,6 @@ def _bcb_setup(tmp_path, monkeypatch, n=4):
     from solstice.papers.bigcodebench.evaluate import exclusions, gt_solution
     from solstice.papers.bigcodebench.tasks import data_source, load_tasks, stratified
 
-    monkeypatch.setenv("SOLSTICE_CACHE", str(tmp_path / "cache"))
     tasks = load_tasks(resolve(data_source("v0.1.0_hf", "full")))
     pool = [t for t in tasks if not t.third_party and t.task_id not in exclusions()]
     picked = stratified(pool, n, seed=3)
@@ -224,3 +224,12 @@ def test_bigcodebench_slice_sharded_and_merged_equals_unsharded(tmp_path, monkey
     assert RunRecord(m.path).read()["merge"]["computed_here"] == 0
     statuses = {r["status"] for r in _rows(full.path)}
     assert statuses == {"pass", "fail"}
+
+
+def test_the_default_executor_never_imports_ray(tmp_path):
+    code = ("import sys; from solstice.cli.main import main\n"
+            "try:\n    main(['run', 'toy', '--out', sys.argv[1], '--set', 'n=3'])\nexcept SystemExit:\n    pass\n"
+            "assert 'ray' not in sys.modules and 'vllm' not in sys.modules, 'imported'\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=cli_env())
+    assert r.returncode == 0, r.stderr
+    assert (next((tmp_path / "toy").iterdir()) / "metrics.json").is_file()

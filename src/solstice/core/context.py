@@ -114,10 +114,10 @@ class RunContext:
 
         Batches are fed continuously: up to `workers` calls of `fn` run at once (threads), a new
         one starting whenever one finishes, so a run is not paced by its slowest request. By
-        default `workers` is 1 for local models and enough batches to fill an endpoint's
-        connection pool (`max_in_flight`, e.g. `?concurrency=64`) when the run uses one, so `fn`
-        must then be safe to call from several threads (pass `workers=1` when it is not). The
-        number used is recorded in run.json "maps".
+        default `workers` is 1 while any of the run's models is local, and enough batches to fill
+        the endpoints' connection pool (`max_in_flight`, e.g. `?concurrency=64`) when every model
+        is an endpoint, so `fn` must then be safe to call from several threads (pass `workers=1`
+        when it is not). The number used is recorded in run.json "maps".
         """
         def did(s: Sample) -> str:
             return f"{key}/{s.id}" if key else s.id
@@ -172,9 +172,12 @@ class RunContext:
         return [self.done[did(s)] for s in samples]
 
     def _feed_width(self, batch_size: int) -> int:
-        """Batches in flight: enough to fill the largest connection pool among the run's models."""
-        pool = max((int(getattr(m, "max_in_flight", 1) or 1) for m in self._models.values()), default=1)
-        return 1 if pool <= 1 else math.ceil(pool / max(1, batch_size)) + 1
+        """Batches in flight: 1 while any of the run's models is local (called from one thread at a
+        time); when all are endpoints, enough to fill the largest connection pool."""
+        pools = [int(getattr(m, "max_in_flight", 1) or 1) for m in self._models.values()]
+        if not pools or min(pools) <= 1:
+            return 1
+        return math.ceil(max(pools) / max(1, batch_size)) + 1
 
     def _feed(self, fn, batches: list[list[Sample]], width: int):
         """(batch, results) in batch order, computing up to `width` batches at once."""
