@@ -11,7 +11,7 @@ starts (2 worker processes), sides alternated in one run.
    In-process: one model; Ray: 2 actors, each loading the model once (1 CPU each).
 
 Records must be identical (minus the wall time of each execution); the overhead is the map's wall
-time under Ray over in-process (run.json "maps"), the cluster's start-up reported apart. Needs
+time under Ray over in-process (run.json "maps"), the cluster's start-up and the actors' model loading (before the map) reported apart. Needs
 SOLSTICE_DATA and the `ray` extra. Timings on a shared machine are indicative only.
 """
 
@@ -42,6 +42,7 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=48)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--gen", type=int, default=16)
+    ap.add_argument("--only", choices=("all", "sandbox", "generation"), default="all")
     args = ap.parse_args()
     if not os.environ.get("SOLSTICE_DATA"):
         print("SOLSTICE_DATA is not set; skipping")
@@ -87,7 +88,9 @@ def main() -> int:
         assert res.status == "completed", res.error
         return res, time.perf_counter() - t
 
-    for name, fn, key in (("sandbox (BigCodeBench canonical solutions)", bcb, "exec"), ("generation (default model)", gen, "-")):
+    parts = [p for p in (("sandbox (BigCodeBench canonical solutions)", bcb, "exec"), ("generation (default model)", gen, "-"))
+             if args.only == "all" or p[0].startswith(args.only)]
+    for name, fn, key in parts:
         walls: dict[str, list[float]] = {"local": [], "ray": []}
         totals: dict[str, list[float]] = {"local": [], "ray": []}
         ref = None

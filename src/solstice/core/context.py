@@ -122,6 +122,8 @@ class RunContext:
         def did(s: Sample) -> str:
             return f"{key}/{s.id}" if key else s.id
 
+        if self.executor is not None:
+            self.executor.prepare()  # the run's models, loaded once in every worker
         t0 = time.perf_counter()
         merged = 0
         if self.prior:  # a merge: rows the shards recorded are appended here, in sample order
@@ -159,7 +161,8 @@ class RunContext:
                 "executor": self.executor.name if self.executor is not None else "in-process",
                 "in_flight_batches": width if self.executor is None else self.executor.width,
                 "wall_s": round(wall, 3), "samples_per_s": round(len(todo) / wall, 2) if wall > 0 else None,
-                **({"workers_replaced": self.executor.replaced} if self.executor is not None else {}),
+                **({"workers_replaced": self.executor.replaced, "worker_model_load_s": round(self.executor.warm_s, 2)}
+                   if self.executor is not None else {}),
             }
             self._save_meta()
         elif merged:

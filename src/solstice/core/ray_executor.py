@@ -74,6 +74,13 @@ class _Worker:
     def load(self, map_id: int, fn: Callable) -> None:
         self.fns = {map_id: fn}
 
+    def warm(self, specs: list[str]) -> float:
+        """Load the run's models in this actor before its first batch; seconds it took."""
+        t0 = time.perf_counter()
+        for s in specs:
+            _load_model(s)
+        return time.perf_counter() - t0
+
     def run(self, map_id: int, batch: list[Any]) -> list[dict[str, Any]]:
         return self.fns[map_id](batch)
 
@@ -93,6 +100,8 @@ class RayExecutor:
         self.pids = ray.get([a.pid.remote() for a in self.actors])
         self._maps = 0
         self.replaced = 0
+        self._warm: set[str] = set()
+        self.warm_s = 0.0
         ACTIVE.append(self)
 
     @classmethod
@@ -112,6 +121,24 @@ class RayExecutor:
         log.info("ray executor: %d workers (pids %s)", n, ex.pids)
         return ex
 
+    def prepare(self) -> None:
+        """Load the models the run has loaded so far in every actor (once per model and actor), so
+        that a map's time is the batches' time."""
+        from solstice.models.base import ModelWrapper
+
+        specs = []
+        for m in self.ctx._models.values():
+            while isinstance(m, ModelWrapper):
+                m = m.inner
+            if str(m.spec) not in self._warm:
+                specs.append(str(m.spec))
+        if specs:
+            t0 = time.perf_counter()
+            self.ray.get([a.warm.remote(specs) for a in self.actors])
+            self.warm_s += time.perf_counter() - t0
+            self._warm.update(specs)
+            log.info("ray workers loaded %s in %.1fs", ", ".join(specs), time.perf_counter() - t0)
+
     def _replace(self, k: int) -> None:
         try:
             self.ray.kill(self.actors[k])
@@ -120,6 +147,8 @@ class RayExecutor:
         self.actors[k] = self._actor_cls.remote()
         self.pids[k] = self.ray.get(self.actors[k].pid.remote())
         self.replaced += 1
+        if self._warm:
+            self.ray.get(self.actors[k].warm.remote(sorted(self._warm)))
 
     def map_batches(self, fn: Callable, batches: list[list[Any]]) -> Iterator[tuple[list[Any], list[dict[str, Any]]]]:
         ray = self.ray
