@@ -117,6 +117,13 @@ def run_paper(
             raise ResumeError(f"refusing to resume '{resume}': it is shard {shard_ix[0]}/{shard_ix[1]}, not {shard}")
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor must be local or ray, not '{executor}'")
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            from solstice.errors import MissingDependencyError
+
+            raise MissingDependencyError("ray", "ray", "--executor ray")
     if paper.code_exec and not allow_code_exec:
         raise ConfigError(f"{paper_id} runs model-written code; pass --allow-code-exec to allow it (it runs sandboxed)")
     # cheap checks before any directory is created
