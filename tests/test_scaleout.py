@@ -148,7 +148,13 @@ def test_context_window_comes_from_the_server_or_a_required_option():
 
 
 def test_vllm_spec_capabilities_and_missing_dependency(tmp_path):
-    from solstice.models.loader import BACKEND_CAPABILITIES, load_model, parse_spec, preflight, static_capabilities
+    from solstice.models.loader import (
+        BACKEND_CAPABILITIES,
+        load_model,
+        parse_spec,
+        preflight,
+        static_capabilities,
+    )
     from solstice.models.vllm_backend import engine_args
 
     ms = parse_spec("vllm:Qwen/Qwen2.5-7B-Instruct?tensor_parallel_size=2&dtype=bfloat16&gpu_memory_utilization=0.85")
@@ -162,8 +168,7 @@ def test_vllm_spec_capabilities_and_missing_dependency(tmp_path):
         engine_args(parse_spec("vllm:m?tp=2"))
     with pytest.raises(ConfigError, match="not a valid value"):
         engine_args(parse_spec("vllm:m?tensor_parallel_size=two"))
-    pytest.importorskip("solstice")  # vLLM is not installed in the test environment
-    if __import__("importlib").util.find_spec("vllm") is None:
+    if __import__("importlib").util.find_spec("vllm") is None:  # the test environment has no vLLM
         with pytest.raises(MissingDependencyError, match=r"'vllm' is not installed.*solstice-llm\[vllm\]"):
             load_model("vllm:facebook/opt-125m", cached=False)
         with pytest.raises(MissingDependencyError):
