@@ -42,6 +42,10 @@ def make_handler(state: StubState):
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(data)
+            if getattr(self, "answered", False) and code == 200:
+                with state.lock:
+                    state.answered += 1  # counted once the answer is written
+                self.answered = False
 
         def do_GET(self):
             if self.path.endswith("/stats"):
@@ -84,8 +88,7 @@ def make_handler(state: StubState):
             if state.every_stall and k % state.every_stall == 0:
                 time.sleep(state.stall_s)  # the client has given up by now
                 return
-            with state.lock:
-                state.answered += 1
+            self.answered = True
             if self.path.endswith("/chat/completions"):
                 last = body["messages"][-1]["content"]
                 n_choices = body.get("n", 1)

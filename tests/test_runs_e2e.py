@@ -29,7 +29,8 @@ def test_run_writes_a_complete_record(tmp_path):
     assert len(rows) == 10 and all(r["correct"] for r in rows)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["accuracy"] == {"value": 1.0, "n": 10, "ci95": [1.0, 1.0], "higher_is_better": True}
-    assert {c["key"]: c["status"] for c in meta["claims"]} == {"acc": "reproduced", "beats": "reproduced", "big": "not run"}
+    assert {c["key"]: c["status"] for c in meta["claims"]} == {"acc": "reproduced", "beats": "reproduced", "items": "pass",
+                                                            "big": "not run"}
 
 
 def test_kill_resume_report(tmp_path):

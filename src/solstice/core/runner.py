@@ -16,9 +16,8 @@ from typing import Any
 from solstice import __version__
 from solstice.core.config import build_config, config_hash
 from solstice.core.context import RunContext
-from solstice.core.env import environment
-from solstice.core.paper import PaperSpec, assess
-from solstice.core.records import RunRecord, new_run_dir
+from solstice.core.paper import PaperSpec, evaluate_run
+from solstice.core.records import RunRecord, environment_segment, environments_of, new_run_dir, new_run_id
 from solstice.core.registry import get_paper
 from solstice.core.types import MetricValue
 from solstice.data.sources import resolve
@@ -151,7 +150,13 @@ def run_paper(
         prior=dict(prior or {}), shard=shard_ix,
     )
     started = time.time()
+    this_argv = list(argv) if argv is not None else list(sys.argv)
+    kind = "merge" if prior is not None else "shard" if shard_ix else "resume" if old is not None else "start"
+    segment = environment_segment(kind, this_argv, config_hash=h, samples_before=len(done_rows),
+                                  **({"shard": f"{shard_ix[0]}/{shard_ix[1]}"} if shard_ix else {}))
+    environments = environments_of(meta) + [segment]
     record.write({
+        "run_id": meta.get("run_id") or new_run_id(),
         "paper": {"id": paper.id, "version": paper.version, "title": paper.title, "arxiv": paper.arxiv},
         "solstice_version": __version__,
         "scale": scale,
@@ -170,9 +175,12 @@ def run_paper(
         "timings": meta.get("timings", {}),
         "warnings": ctx.warnings,
         "plots": ctx.plots,
-        "env": environment(),
-        "argv": (old or {}).get("argv") or (list(argv) if argv is not None else sys.argv),
-        **({"resume_argv": list(argv) if argv is not None else sys.argv} if old is not None else {}),
+        # the first process's environment (kept for readers of schema 1); every process is in
+        # `environments`, appended to on resume, never overwritten
+        "env": meta.get("env") or {k: v for k, v in segment.items() if k not in ("kind", "started_at", "argv")},
+        "environments": environments,
+        "argv": (old or {}).get("argv") or this_argv,
+        **({"resume_argv": this_argv} if old is not None and prior is None else {}),
         **({"shard": {"index": shard_ix[0], "count": shard_ix[1]}} if shard_ix else {}),
         **(extra_meta or {}),
     })
@@ -234,9 +242,7 @@ def run_paper(
     fields: dict[str, Any] = {"status": status, "error": error or None, "timings": timings, "finished_at": time.time()}
     if status == "completed":
         record.write_metrics(metrics)
-        fields["claims"] = [
-            {"key": c.key, "status": s, "detail": d} for c in paper.claims for s, d in [assess(c, metrics)]
-        ]
+        fields["claims"] = [a.to_json() for a in evaluate_run(paper.claims, metrics)]
     if prior is not None:
         fields["merge"] = extra_meta["merge"]  # type: ignore[index]
     record.update(**fields)

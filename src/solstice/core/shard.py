@@ -60,17 +60,10 @@ def done_key(row: dict[str, Any]) -> str:
 
 
 def code_revision(meta: dict[str, Any]) -> str:
-    """The code revision a run recorded (provenance segment where present, else env.git)."""
-    prov = meta.get("provenance")
-    if isinstance(prov, dict):
-        for k in ("code_revision", "revision", "git"):
-            v = prov.get(k)
-            if isinstance(v, dict):
-                v = v.get("sha", "") + ("+dirty" if v.get("dirty") else "")
-            if v:
-                return str(v)
-    git = (meta.get("env") or {}).get("git") or {}
-    return (str(git.get("sha", "")) + ("+dirty" if git.get("dirty") else "")) if git else ""
+    """The code revision(s) a run was computed with (from its environment segments)."""
+    from solstice.core.records import provenance
+
+    return ",".join(provenance(meta)["revisions"])
 
 
 MATCH = (("paper id", lambda m: (m.get("paper") or {}).get("id")),
@@ -156,11 +149,11 @@ def merge(dirs: Sequence[str | Path], out: str | Path = "runs", argv: Sequence[s
         for name in sorted(common):
             shutil.copy2(src_stages / name, target / "stages" / name)
     drop = ("_dir", "shard", "claims", "timings", "error", "started_at", "finished_at", "argv", "resume_argv",
-            "resumed", "maps")
+            "resumed", "maps", "run_id", "environments", "env")
     seed_meta = {k: v for k, v in first.items() if k not in drop}
     record.write({**seed_meta, "status": "running", "warnings": [], "plots": []})
-    merge_info = {"from": [m["_dir"] for m in metas], "shards": len(metas), "recorded_by_shards": len(prior),
-                  "code_revision": code_revision(first)}
+    merge_info = {"from": [m["_dir"] for m in metas], "shard_run_ids": [m.get("run_id") for m in metas],
+                  "shards": len(metas), "recorded_by_shards": len(prior), "code_revision": code_revision(first)}
     log.info("merging %d shards of %s (%d recorded samples) into %s", len(metas), paper_id, len(prior), target)
     return run_paper(paper_id, resume=target, out=out, argv=argv, allow_code_exec=True, prior=prior,
                      extra_meta={"resumed": False, "resumed_from_samples": 0, "merge": merge_info})

@@ -12,11 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from solstice.core.paper import NOT_RUN, PARTLY, REPRODUCED, Claim, PaperSpec, assess
+from solstice.core.paper import (
+    FAIL,
+    FAILED,
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    PASS,
+    POINT_HOLDS,
+    REPRODUCED,
+    Assessment,
+    Claim,
+    PaperSpec,
+    evaluate_run,
+    tally,
+)
 from solstice.core.records import RunRecord
 from solstice.core.types import MetricValue
 
-ICON = {REPRODUCED: "✅", PARTLY: "≈", "not reproduced": "❌", NOT_RUN: "⏳"}
+ICON = {REPRODUCED: "✅", POINT_HOLDS: "≈", INCONCLUSIVE: "?", NOT_REPRODUCED: "❌", FAILED: "⚠", NOT_RUN: "⏳",
+        PASS: "✅", FAIL: "❌"}
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -61,11 +76,15 @@ def load_run(path: str | Path) -> RunSummary:
     metrics = rec.read_metrics()
     pid = run.get("paper", {}).get("id", "")
     paper = get_paper(pid) if pid and is_implemented(pid) else None
-    s = RunSummary(rec.path, run, metrics, paper)
+    return summarize(rec.path, run, metrics, paper)
+
+
+def summarize(path: Path, run: dict[str, Any], metrics: dict[str, MetricValue], paper: PaperSpec | None) -> RunSummary:
+    """A run's record with every claim of its paper assessed."""
+    s = RunSummary(Path(path), run, metrics, paper)
     if paper is not None:
-        for c in paper.claims:
-            status, detail = assess(c, metrics) if run.get("status") == "completed" else (NOT_RUN, f"run {run.get('status')}")
-            s.claims.append(_claim_row(c, status, detail, metrics))
+        for c, a in zip(paper.claims, evaluate_run(paper.claims, metrics, run.get("status", ""), run.get("error") or "")):
+            s.claims.append(_claim_row(c, a))
     return s
 
 
@@ -75,18 +94,17 @@ def _fmt_num(x: float | None) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
-def _claim_row(c: Claim, status: str, detail: str, metrics: dict[str, MetricValue]) -> dict[str, str]:
+def _claim_row(c: Claim, a: Assessment) -> dict[str, Any]:
+    # a claim that was not run (or produced no value) shows no number of ours
+    ours = "—" if a.ours is None or a.status in (NOT_RUN, FAILED) else a.ours.fmt()
     if c.check:
-        names = re.findall(r"[A-Za-z_][A-Za-z0-9_./-]*", c.check)
-        ours = "; ".join(f"{n} = {metrics[n].fmt()}" for n in names if n in metrics) or "—"
         paper = c.check if c.paper_value is None else f"{_fmt_num(c.paper_value)} ({c.check})"
     else:
-        mv = metrics.get(c.metric or "")
-        ours = mv.fmt() if mv else "—"
         paper = _fmt_num(c.paper_value) + (f" ± {c.tolerance:g}" if c.tolerance else "")
     return {
-        "key": c.key, "claim": c.description, "source": c.source, "setting": c.setting,
-        "paper": paper, "ours": ours, "status": status, "detail": detail,
+        "key": c.key, "claim": c.description, "source": c.source, "setting": c.setting, "kind": c.kind,
+        "paper": paper, "ours": ours, "status": a.status, "label": a.label, "detail": a.detail,
+        "assessment": a,
     }
 
 
@@ -137,11 +155,14 @@ def markdown_report(runs: Sequence[RunSummary], not_run: dict[str, str] | None =
     out = [f"# {title}", ""]
     counts: dict[str, int] = {}
     for s in runs:
-        for c in s.claims:
-            counts[c["status"]] = counts.get(c["status"], 0) + 1
-    if counts:
-        out.append("Claims: " + ", ".join(f"{ICON.get(k, '')} {k}: {v}" for k, v in sorted(counts.items())))
+        for k, v in tally([c["assessment"] for c in s.claims], s.run.get("scale", "")).items():
+            counts[k] = counts.get(k, 0) + v
+    out.append("Paper claims (harness checks, not-run claims and smoke runs left out): "
+               + (", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none tested"))
+    if any(s.run.get("scale") == "smoke" for s in runs):
         out.append("")
+        out.append("Smoke-scale runs are a plumbing check (does it run end to end?), not a test of the paper.")
+    out.append("")
     out.append("| Paper | Status | Scale | Model | Wall time | Claims |")
     out.append("|---|---|---|---|---|---|")
     for s in runs:
