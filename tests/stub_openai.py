@@ -16,6 +16,7 @@ class StubState:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.reply = "stub reply"
+        self.models = [{"id": "stub"}]  # what GET /models lists
         self.lock = threading.Lock()
         # injected faults by request number k (1-based): k % every == 0 gets the fault
         self.every_429 = 0
@@ -54,8 +55,7 @@ def make_handler(state: StubState):
                                      "max_in_flight": state.max_in_flight})
                     state.max_in_flight = 0
                 return
-            ids = ["stub", "stub-model"] + [m.get("id") for m in [state.model_meta] if m.get("id")]
-            self._send(200, {"data": [dict({"object": "model", "owned_by": "stub"}, **state.model_meta, id=i) for i in ids]})
+            self._send(200, {"data": [dict(m, **state.model_meta) for m in state.models]})
 
         def do_POST(self):
             with state.lock:

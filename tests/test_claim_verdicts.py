@@ -109,7 +109,9 @@ def test_not_run_and_failed_claims_carry_no_number():
     unparsed = {"acc": MetricValue(math.nan, 0, None), "unparsed": MetricValue(1.0, 4, None)}
     f = evaluate(Claim("k", "acc", "T1", metric="acc", paper_value=0.7, tolerance=0.1), unparsed)
     assert f.status == FAILED and f.label == "failed: 4 of 4 unparsed" and f.ours is None
-    assert evaluate(Claim("k", "x", "y", check="gone > 0"), metrics).status == FAILED
+    # a metric the run did not compute (its config leaves the experiment out): not run, no number
+    gone = evaluate(Claim("k", "x", "y", check="gone > 0"), metrics)
+    assert gone.status == NOT_RUN and gone.ours is None and "did not compute" in gone.detail
 
 
 def test_harness_checks_pass_or_fail_and_never_enter_the_claims_tally():

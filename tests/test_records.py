@@ -63,3 +63,22 @@ def test_add_environment_never_rewrites_earlier_segments(tmp_path):
     segs = rec.environments
     assert segs[0]["python"] == "3.0" and segs[1]["shard"] == "1/2" and len(segs) == 2
     assert rec.provenance()["revisions"][0] == "a" * 12
+
+
+def test_a_hand_edited_record_is_flagged(tmp_path, toy_env):
+    import json
+
+    from solstice.core.runner import run_paper
+    from solstice.report.build import load_run, provenance_line
+
+    res = run_paper("toy", out=tmp_path, sets=["n=4"])
+    rec = RunRecord(res.path)
+    assert rec.verify_seal() == "intact" and "edited" not in provenance_line(load_run(res.path))
+    m = json.loads(rec.metrics_path.read_text())
+    m["accuracy"]["value"] = 0.99
+    rec.metrics_path.write_text(json.dumps(m))
+    meta = rec.read()
+    meta["timings"]["wall_s"] = 1.0
+    rec.run_json.write_text(json.dumps(meta))
+    assert rec.verify_seal() == "edited after the run: run.json, metrics.json"
+    assert "records edited after the run" in provenance_line(load_run(res.path))

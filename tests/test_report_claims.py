@@ -57,6 +57,94 @@ def test_a_harness_check_is_not_in_the_paper_claims_tally(tmp_path):
 
     md = markdown_report([_toy_summary(tmp_path)])
     tally_line = next(line for line in md.splitlines() if line.startswith("Paper claims"))
-    assert "reproduced: 1" in tally_line and "pass" not in tally_line
+    assert "1 reproduced" in tally_line and "pass" not in tally_line
     smoke = markdown_report([_toy_summary(tmp_path, "smoke")])
-    assert "reproduced: 1" not in smoke and "plumbing check" in smoke
+    assert "1 reproduced" not in smoke and "plumbing check" in smoke
+
+
+class _Rows:
+    """Every table of an HTML page: per table, the cell count of each row."""
+
+    def __init__(self, page: str) -> None:
+        from html.parser import HTMLParser
+
+        tables: list[list[int]] = []
+
+        class P(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                if tag == "table":
+                    tables.append([])
+                elif tag == "tr":
+                    tables[-1].append(0)
+                elif tag in ("td", "th"):
+                    tables[-1][-1] += 1
+
+        P().feed(page)
+        self.tables = tables
+
+
+def test_every_html_table_row_has_the_headers_cell_count(tmp_path):
+    from solstice.core.paper import Claim, PaperSpec
+    from solstice.core.types import MetricValue
+    from solstice.report.build import summarize, write_report
+
+    claims = (Claim("pipe", "|ours - paper| stays small | really", "T|1", metric="x", paper_value=0.5, tolerance=0.1),
+              Claim("nl", "a line\nbreak <b>and</b> tags", "T2", check="d > 0", setting="a | b"),
+              Claim("h", "golden | value", "data", check="d > 0", kind="harness"),
+              Claim("nr", "not | run", "T3", not_run="needs | a 70B model; solstice run x --model hf:<dir>"))
+    paper = PaperSpec("toy", "Toy | title", "0000.00000", "benchmark", "1", object, "x:y", claims=claims)  # type: ignore[arg-type]
+    run = {"status": "completed", "scale": "small", "model_specs": {"target": "a|b"}, "paper": {"id": "toy"},
+           "warnings": ["w | x"], "argv": ["solstice", "run", "toy", "--set", "a=|"]}
+    metrics = {"x": MetricValue(0.52, 40, (0.45, 0.58), unit="items"), "d": MetricValue(0.1, 40, (0.05, 0.2), unit="items"),
+               "odd|name": MetricValue(1.0, 1, None)}
+    s = summarize(tmp_path, run, metrics, paper)
+    md, page = write_report([s], tmp_path / "report", {"other": "needs data: a | b"})
+    tables = _Rows(page.read_text()).tables
+    assert len(tables) >= 5
+    for rows in tables:
+        assert all(n == rows[0] for n in rows), rows
+    # the Markdown tables too: an escaped pipe never splits a cell
+    import re
+
+    for block in re.findall(r"(?:^\|.*\|$\n?)+", md.read_text(), flags=re.M):
+        counts = {len(re.split(r"(?<!\\)\|", line.strip())) for line in block.strip().splitlines()}
+        assert len(counts) == 1, block
+    assert (tmp_path / "report" / "forest.png").is_file()
+    assert "<b>and</b>" not in page.read_text()  # text is escaped, never markup
+
+
+def test_the_forest_plot_is_not_drawn_without_a_value(tmp_path):
+    from solstice.report.forest import ForestRow, forest_plot
+
+    assert forest_plot([], tmp_path / "f.png") is None and not (tmp_path / "f.png").exists()
+    assert forest_plot([ForestRow("a", float("nan"), None, "failed")], tmp_path / "f.png") is None
+
+
+def test_a_run_spanning_revisions_is_flagged(tmp_path):
+    from solstice.report.build import provenance_line
+
+    s = _toy_summary(tmp_path)
+    s.run["run_id"] = "abc"
+    s.run["environments"] = [{"kind": "start", "git": {"sha": "1" * 40, "dirty": False}},
+                             {"kind": "resume", "git": {"sha": "2" * 40, "dirty": False}}]
+    line = provenance_line(s)
+    assert "spans 2 code revisions" in line and "111111111111" in line and "222222222222" in line
+
+
+def test_worth_drawing_leaves_out_empty_and_degenerate_series():
+    from solstice.report.plots import worth_drawing
+
+    assert not worth_drawing([0, 0, 0]) and not worth_drawing([0.4]) and not worth_drawing([float("nan"), 1])
+    assert worth_drawing([0, 0.1]) and worth_drawing([0.3, 0.3])
+
+
+def test_fewer_than_five_seeds_are_shown_seed_by_seed(tmp_path):
+    from solstice.core.paper import Claim, PaperSpec
+    from solstice.core.types import MetricValue
+    from solstice.report.build import summarize
+
+    paper = PaperSpec("toy", "Toy", "0", "x", "1", object, "x:y", claims=(Claim("d", "A beats B", "T", check="d > 0"),))  # type: ignore[arg-type]
+    metrics = {"d": MetricValue(0.2, 3, None), "d_seed0": MetricValue(0.1, 1, None), "d_seed1": MetricValue(0.3, 1, None),
+               "d_seed2": MetricValue(0.2, 1, None)}
+    row = summarize(tmp_path, {"status": "completed", "scale": "small"}, metrics, paper).claims[0]
+    assert row["status"] == "point estimate holds" and "per seed: 0: 0.1, 1: 0.3, 2: 0.2" in row["ours"]

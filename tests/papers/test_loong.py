@@ -241,3 +241,21 @@ def test_judging_existing_predictions(tmp_path, synth):
     preds.write_text(preds.read_text().splitlines()[0] + "\n")
     res = run_paper("loong", scale="smoke", models=["target=fake:const=x"], out=tmp_path, sets=sets)
     assert res.status == "failed" and "no answer for 33" in res.error and res.exit_code == 2
+
+
+def test_rescore_rejudges_recorded_answers_without_regenerating(tmp_path):
+    from solstice.core.rescore import rescore
+    from solstice.core.runner import run_paper
+
+    sets = ["n_per_level=null", "judge_probes=[]"]
+    first = run_paper("loong", scale="smoke", models=["target=fake:const=x", "judge=fake:const=Rating: [[80]]"],
+                      out=tmp_path, sets=sets)
+    assert first.status == "completed", first.error
+    assert first.metrics["avg_score"].value == 80
+    same = rescore(first.path, ["judge=fake:const=Rating: [[80]]"], out=tmp_path / "re")
+    assert {k: v.to_json() for k, v in same.metrics.items()} == {k: v.to_json() for k, v in first.metrics.items()}
+    other = rescore(first.path, ["judge=fake:const=Rating: [[20]]"], out=tmp_path / "re")
+    assert other.metrics["avg_score"].value == 20
+    lineage = json.loads((other.path / "run.json").read_text())["lineage"]["rescored_from"]
+    n = first.metrics["avg_score"].n
+    assert lineage["records_kept"] == n and lineage["records_recomputed"] == n  # answers kept, verdicts redone

@@ -8,6 +8,9 @@
                              several batches are in flight at once (see `map`); with `--executor
                              ray` they run as Ray tasks; with `--shard i/n` only slice i is computed
     ctx.stage(name, fn)      run a whole stage once; a resumed run reads its saved JSON result
+    roles=(...)              on map/stage: the model roles its records depend on (directly or through
+                             their inputs). `solstice rescore` keeps the records that depend on none
+                             of the changed roles; undeclared records depend on every role.
     ctx.track(items, desc)   a progress bar
     ctx.warn(msg)            a warning that is logged and kept in run.json
     ctx.add_plot(path, caption) / ctx.artifact(name)
@@ -47,6 +50,12 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     plots: list[dict[str, str]] = field(default_factory=list)
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    # which model roles each map key / stage depends on (run.json "depends"; used by rescore)
+    depends: dict[str, dict[str, list[str]]] = field(default_factory=lambda: {"map": {}, "stage": {}})
+    # opt-in call cache (`--cache DIR` / `--cache run`): every role's model answers through it,
+    # keyed on the model's fingerprint (see solstice.models.cache)
+    cache: Path | None = None
+    uncached_roles: frozenset[str] = frozenset()  # roles read white-box (hidden states): never wrapped
     _models: dict[str, Model] = field(default_factory=dict)
     _model_loader: Callable[[str], Model] | None = None
     # scale-out: records from shards being merged (done key -> row), this run's shard (i, n), an
@@ -79,7 +88,12 @@ class RunContext:
 
             loader = self._model_loader or load_model
             t0 = time.perf_counter()
-            self._models[role] = loader(self.model_specs[role])
+            model = loader(self.model_specs[role])
+            if self.cache is not None and role not in self.uncached_roles:
+                from solstice.models.cache import CachedModel
+
+                model = CachedModel(model, self.cache)
+            self._models[role] = model
             log.info("model %s=%s ready in %.1fs", role, self.model_specs[role], time.perf_counter() - t0)
             self._save_meta()
         return self._models[role]
@@ -104,6 +118,7 @@ class RunContext:
         batch_size: int = 8,
         description: str = "",
         key: str = "",
+        roles: Sequence[str] | None = None,
         workers: int | None = None,
     ) -> list[dict[str, Any]]:
         """Records for every sample, computing only those not yet recorded under `key`.
@@ -122,6 +137,7 @@ class RunContext:
         def did(s: Sample) -> str:
             return f"{key}/{s.id}" if key else s.id
 
+        self._declare("map", key, roles)
         if self.executor is not None:
             self.executor.prepare()  # the run's models, loaded once in every worker
         t0 = time.perf_counter()
@@ -211,8 +227,9 @@ class RunContext:
                 for f in running:
                     f.cancel()
 
-    def stage(self, name: str, fn: Callable[[], T]) -> T:
+    def stage(self, name: str, fn: Callable[[], T], *, roles: Sequence[str] | None = None) -> T:
         """Run `fn` once; its JSON-serialisable result is saved so a resumed run skips it."""
+        self._declare("stage", name, roles)
         self.record.stages.mkdir(exist_ok=True)
         path = self.record.stages / f"{name}.json"
         if path.is_file():
@@ -222,6 +239,15 @@ class RunContext:
         atomic_write_json(path, result)
         log.info("stage %s done in %.1fs", name, time.perf_counter() - t0)
         return result
+
+    def _declare(self, what: str, name: str, roles: Sequence[str] | None) -> None:
+        deps = sorted(self.model_specs) if roles is None else sorted(set(roles))
+        unknown = [r for r in deps if r not in self.model_specs]
+        if unknown:
+            raise KeyError(f"{what} '{name}' depends on unknown model role(s) {', '.join(unknown)}")
+        if self.depends.setdefault(what, {}).get(name) != deps:
+            self.depends[what][name] = deps
+            self._save_meta()
 
     def track(self, items: Iterable[T], description: str = "", total: int | None = None):
         return track(items, description, total)
@@ -246,6 +272,7 @@ class RunContext:
             warnings=self.warnings,
             plots=self.plots,
             datasets=self.datasets,
+            depends=self.depends,
             models={r: m.info() for r, m in self._models.items()}
             | {r: {"spec": s} for r, s in self.model_specs.items() if r not in self._models},
             **({"maps": self.maps} if self.maps else {}),

@@ -24,7 +24,8 @@ POINT_HOLDS = "point estimate holds"  # no usable CI (or two marginal values): t
 INCONCLUSIVE = "inconclusive"  # the CI covers both outcomes
 NOT_REPRODUCED = "not reproduced"  # the CI lies wholly on the opposite side (or, without a CI, the point does)
 FAILED = "failed"  # the run produced no usable value (e.g. "4 of 4 unparsed"; the detail says)
-NOT_RUN = "not run"  # declared not run here (a large model, a paid API), or the run did not finish
+NOT_RUN = "not run"  # declared not run here (a large model, a paid API), left out by the run's config,
+# or the run did not finish
 # Outcomes of a harness check (kind "harness"): golden values, parity, data facts.
 PASS, FAIL = "pass", "fail"
 PARTLY = POINT_HOLDS  # the name before the verdicts were split; kept for imports
@@ -185,9 +186,11 @@ def _failure(claim: Claim, name: str, metrics: Mapping[str, MetricValue]) -> str
     if u is not None and u.n and not math.isnan(u.value) and u.value > 0:
         k = int(round(u.value * u.n))
         return f"{k} of {u.n} unparsed"
-    if name not in metrics:
-        return f"metric '{name}' was not produced"
     return f"'{name}' is undefined (n = {metrics[name].n})"
+
+
+def _absent(name: str) -> str:
+    return f"this run did not compute '{name}' (its config or scale leaves that experiment out)"
 
 
 def _unparsed_note(claim: Claim, metrics: Mapping[str, MetricValue]) -> str:
@@ -230,6 +233,9 @@ def _bound(claim: Claim, name: str, op: str, bound: float, m: MetricValue) -> As
     if strict(ci[0], bound) and strict(ci[1], bound):
         return Assessment(status=REPRODUCED, rule="interval",
                           detail=f"95% CI {_ci_txt(ci)} lies wholly {side}", **base)
+    if ci[0] == ci[1] == bound:
+        return Assessment(status=NOT_REPRODUCED, rule="interval",
+                          detail=f"no difference at all: 95% CI [{_fmt(bound)}, {_fmt(bound)}] (every unit equal)", **base)
     if not fn(ci[0], bound) and not fn(ci[1], bound):
         return Assessment(status=NOT_REPRODUCED, rule="interval",
                           detail=f"95% CI {_ci_txt(ci)} lies wholly on the other side of {_fmt(bound)}", **base)
@@ -308,7 +314,9 @@ def evaluate(claim: Claim, metrics: Mapping[str, MetricValue]) -> Assessment:
         names = [n for n in (left, right) if _number(n) is None]
         for n in names:
             mv = metrics.get(n)
-            if mv is None or mv.value is None or math.isnan(mv.value):
+            if mv is None:
+                return Assessment(status=NOT_RUN, detail=_absent(n), ours_name=n, **base)
+            if mv.value is None or math.isnan(mv.value):
                 return Assessment(status=FAILED, detail=_failure(claim, n, metrics), ours_name=n, **base)
         if rnum is not None and lnum is None:
             a = _bound(claim, left, op, rnum, metrics[left])
@@ -320,7 +328,9 @@ def evaluate(claim: Claim, metrics: Mapping[str, MetricValue]) -> Assessment:
         return Assessment(status=FAILED, detail="claim has neither a check nor a metric with the paper's value", **base)
     else:
         mv = metrics.get(claim.metric)
-        if mv is None or mv.value is None or math.isnan(mv.value):
+        if mv is None:
+            return Assessment(status=NOT_RUN, detail=_absent(claim.metric), ours_name=claim.metric, **base)
+        if mv.value is None or math.isnan(mv.value):
             return Assessment(status=FAILED, detail=_failure(claim, claim.metric, metrics), ours_name=claim.metric, **base)
         a = _value(claim, mv)
     note = _unparsed_note(claim, metrics)

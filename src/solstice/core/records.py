@@ -162,7 +162,37 @@ class RunRecord:
         return segs
 
     def provenance(self) -> dict[str, Any]:
-        return provenance(self.read())
+        return {**provenance(self.read()), "seal": self.verify_seal()}
+
+    # -- seal --------------------------------------------------------------------------------
+    def _digests(self, data: dict[str, Any]) -> dict[str, str | None]:
+        import hashlib
+
+        def file_sha(p: Path) -> str | None:
+            return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+
+        body = json.dumps({k: v for k, v in data.items() if k != "seal"}, sort_keys=True, default=str)
+        return {"run_json": hashlib.sha256(body.encode()).hexdigest(), "metrics": file_sha(self.metrics_path),
+                "samples": file_sha(self.samples_path)}
+
+    def seal(self) -> None:
+        """Record the digests of run.json, metrics.json and samples.jsonl as the run finishes, so a
+        later edit by hand shows (`verify_seal`). Every process that writes the run seals it again."""
+        data = self.read()
+        data["seal"] = self._digests(data)
+        self.write(data)
+
+    def verify_seal(self) -> str:
+        """"intact", "unsealed" (unfinished, or a record from before seals), or what was changed
+        after the run finished ("edited: metrics.json, run.json")."""
+        data = self.read()
+        seal = data.get("seal")
+        if not seal:
+            return "unsealed"
+        now = self._digests(data)
+        names = {"run_json": "run.json", "metrics": "metrics.json", "samples": "samples.jsonl"}
+        changed = [names[k] for k in names if seal.get(k) != now[k]]
+        return "edited after the run: " + ", ".join(changed) if changed else "intact"
 
     # -- samples -----------------------------------------------------------------------------
     def load_samples(self, repair: bool = False) -> list[dict[str, Any]]:

@@ -17,7 +17,13 @@ from solstice import __version__
 from solstice.core.config import build_config, config_hash
 from solstice.core.context import RunContext
 from solstice.core.paper import PaperSpec, evaluate_run
-from solstice.core.records import RunRecord, environment_segment, environments_of, new_run_dir, new_run_id
+from solstice.core.records import (
+    RunRecord,
+    environment_segment,
+    environments_of,
+    new_run_dir,
+    new_run_id,
+)
 from solstice.core.registry import get_paper
 from solstice.core.types import MetricValue
 from solstice.data.sources import resolve
@@ -100,9 +106,13 @@ def run_paper(
     paper_id: str, *, scale: str = "smoke", config_files: Sequence[str] = (), sets: Sequence[str] = (),
     models: Sequence[str] = (), limit: int | None = None, seed: int | None = None,
     out: str | Path = "runs", resume: str | Path | None = None, argv: Sequence[str] | None = None,
-    allow_code_exec: bool = False, shard: str | None = None, executor: str = "local",
+    allow_code_exec: bool = False, segment: str = "", cache: str | Path | None = None,
+    shard: str | None = None, executor: str = "local",
     prior: dict[str, dict[str, Any]] | None = None, extra_meta: dict[str, Any] | None = None,
 ) -> RunResult:
+    """Run a paper (or continue the run in `resume`). `segment` names the kind of process in the
+    record's environment segments (default: "start", or "resume" with `resume`; "shard" and
+    "merge" for `--shard` and `solstice merge`)."""
     from solstice.core.shard import SHARD_DONE, ShardDone, parse_shard
 
     paper, cfg, model_specs, eff_limit, eff_seed, old = prepare(
@@ -116,6 +126,8 @@ def run_paper(
             raise ResumeError(f"refusing to resume '{resume}': it is shard {shard_ix[0]}/{shard_ix[1]}, not {shard}")
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor must be local or ray, not '{executor}'")
+    if executor == "ray" and cache:
+        raise ConfigError("--cache cannot be combined with --executor ray (the workers would not share the cache)")
     if executor == "ray":
         import importlib.util
 
@@ -147,14 +159,17 @@ def run_paper(
         done={(f"{r['key']}/{r['sample_id']}" if r.get("key") else r["sample_id"]): r for r in done_rows},
         warnings=list(meta.get("warnings", [])), plots=list(meta.get("plots", [])),
         datasets=list(meta.get("datasets", [])),
+        depends={"map": {}, "stage": {}, **meta.get("depends", {})},
+        uncached_roles=frozenset(r for r, role in paper.roles.items() if "whitebox" in role.requires),
+        cache=None if not cache else (record.path / "cache" if str(cache) == "run" else Path(cache).expanduser().resolve()),
         prior=dict(prior or {}), shard=shard_ix,
     )
     started = time.time()
     this_argv = list(argv) if argv is not None else list(sys.argv)
-    kind = "merge" if prior is not None else "shard" if shard_ix else "resume" if old is not None else "start"
-    segment = environment_segment(kind, this_argv, config_hash=h, samples_before=len(done_rows),
-                                  **({"shard": f"{shard_ix[0]}/{shard_ix[1]}"} if shard_ix else {}))
-    environments = environments_of(meta) + [segment]
+    kind = segment or ("merge" if prior is not None else "shard" if shard_ix else "resume" if old is not None else "start")
+    seg = environment_segment(kind, this_argv, config_hash=h, samples_before=len(done_rows),
+                              **({"shard": f"{shard_ix[0]}/{shard_ix[1]}"} if shard_ix else {}))
+    environments = environments_of(meta) + [seg]
     record.write({
         "run_id": meta.get("run_id") or new_run_id(),
         "paper": {"id": paper.id, "version": paper.version, "title": paper.title, "arxiv": paper.arxiv},
@@ -165,6 +180,8 @@ def run_paper(
         "model_specs": model_specs,
         "models": meta.get("models", {r: {"spec": s} for r, s in model_specs.items()}),
         "datasets": ctx.datasets,
+        "depends": ctx.depends,
+        "cache": None if ctx.cache is None else str(ctx.cache),
         "seed": eff_seed,
         "limit": eff_limit,
         "status": "running",
@@ -177,10 +194,12 @@ def run_paper(
         "plots": ctx.plots,
         # the first process's environment (kept for readers of schema 1); every process is in
         # `environments`, appended to on resume, never overwritten
-        "env": meta.get("env") or {k: v for k, v in segment.items() if k not in ("kind", "started_at", "argv")},
+        "env": meta.get("env") or {k: v for k, v in seg.items() if k not in ("kind", "started_at", "argv")},
         "environments": environments,
         "argv": (old or {}).get("argv") or this_argv,
         **({"resume_argv": this_argv} if old is not None and prior is None else {}),
+        # where the run's reused records come from (rescore, merge): kept across resumes
+        **({"lineage": meta["lineage"]} if meta.get("lineage") else {}),
         **({"shard": {"index": shard_ix[0], "count": shard_ix[1]}} if shard_ix else {}),
         **(extra_meta or {}),
     })
@@ -246,4 +265,6 @@ def run_paper(
     if prior is not None:
         fields["merge"] = extra_meta["merge"]  # type: ignore[index]
     record.update(**fields)
+    if status == "completed":
+        record.seal()
     return RunResult(record.path, status, metrics, error, code, needs_data)

@@ -47,6 +47,10 @@ PAPER = PaperSpec(
               setting="later versions judge with 13 models and other prompts; checked here on v1's GPT-4 column", kind="harness"),
         Claim("leniency", "judges show a tendency toward leniency (P_+ > 0.5)", LATER,
               check="p_plus_median_llm > 0.5", setting="median P_+ of the 9 v1 LLM judges (leniency model, §5)", kind="harness"),
+        Claim("leniency_live", "judges lean toward leniency: the judge under test says 'correct' more often than "
+              "its errors would explain (P_+ > 0.5)", "§5 (leniency model)", check="live_p_plus > 0.5",
+              unparsed="live_unparsed",
+              setting="the live judge on our synthetic exam (known labels); P_+ of the leniency model, CI over items"),
         Claim("human_iaa", "inter-human agreement is high (Cohen's kappa about 0.96; unverified value)", "§3",
               not_run="the release holds one human label per answer, so inter-human agreement cannot be recomputed"),
         Claim("rejudge_real_answers", "judges re-run on the 9 exam-takers' real answers", "§4",
