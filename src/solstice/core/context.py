@@ -163,6 +163,7 @@ class RunContext:
             log.info("map %s: %d samples to compute in %d batches (%s, %d in flight)", key or "-", len(todo),
                      len(batches), name, width if self.executor is None else self.executor.width)
             bar = iter(self.track(range(len(batches)), description or f"{self.paper_id} {key}".strip(), total=len(batches)))
+            next(bar, None)  # the bar's first item: batch 0 under way
             for batch, results in self._feed(fn, batches, width):
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} samples")
@@ -171,6 +172,8 @@ class RunContext:
                 for s, row in zip(batch, rows):
                     self.done[did(s)] = row
                 next(bar, None)
+            for _ in bar:  # let the progress bar see its end (final line / log)
+                pass
             wall = time.perf_counter() - t0
             self.maps[key or "-"] = {
                 "samples": len(samples), "computed": len(todo), "batch_size": batch_size,
