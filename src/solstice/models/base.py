@@ -130,6 +130,9 @@ class Model:
 
     capabilities: frozenset[str] = frozenset()
     spec: ModelSpec
+    # Requests a caller may keep in flight at once (an endpoint's connection pool); 1 = call it
+    # from one thread at a time (local models). `ctx.map` sizes its continuous feed from this.
+    max_in_flight: int = 1
 
     @property
     def name(self) -> str:
@@ -225,6 +228,10 @@ class ModelWrapper(Model):
     @property
     def context_window(self) -> int:
         return self.inner.context_window
+
+    @property
+    def max_in_flight(self) -> int:  # type: ignore[override]
+        return self.inner.max_in_flight
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams | None = None) -> list[list[Completion]]:
         return self.inner.generate(prompts, params)
