@@ -94,6 +94,8 @@ BACKEND_CAPABILITIES: dict[str, frozenset[str]] = {
 
 def static_capabilities(spec: str | ModelSpec) -> frozenset[str]:
     """What a backend can do, known from the spec alone (before loading anything)."""
+    from solstice.models import base as b
+
     ms = parse_spec(spec)
     full = BACKEND_CAPABILITIES["hf"]
     declared = ms.options.get("vision", "").lower()
