@@ -99,6 +99,7 @@ class HFModel(Model):
         self.tokenizer = tokenizer
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._native_template = bool(getattr(self.tokenizer, "chat_template", None)) or "chat_template" in opts
         if not getattr(self.tokenizer, "chat_template", None) or opts.get("chat_template") == "chatml":
             self.tokenizer.chat_template = CHATML_TEMPLATE
         self.model.eval()
@@ -154,6 +155,10 @@ class HFModel(Model):
             "dtype": str(next(self.model.parameters()).dtype),
             "device": str(self.device),
         }
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._native_template
 
     # -- text helpers ------------------------------------------------------------------------
     def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
