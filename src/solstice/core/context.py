@@ -7,6 +7,7 @@
     ctx.stage(name, fn)      run a whole stage once; a resumed run reads its saved JSON result
     ctx.track(items, desc)   a progress bar
     ctx.warn(msg)            a warning that is logged and kept in run.json
+    ctx.cache_path(*parts)   a path under the user's cache folder (caches shared between runs)
     ctx.add_plot(path, caption) / ctx.artifact(name)
 """
 
@@ -72,6 +73,16 @@ class RunContext:
             log.info("model %s=%s ready in %.1fs", role, self.model_specs[role], time.perf_counter() - t0)
             self._save_meta()
         return self._models[role]
+
+    # -- caches shared between runs ----------------------------------------------------------------
+    def cache_path(self, *parts: str) -> Path:
+        """A file path under the user's cache folder (`$SOLSTICE_CACHE`, default ~/.cache/solstice),
+        for caches that outlive one run; its folder exists."""
+        import os
+
+        p = Path(os.environ.get("SOLSTICE_CACHE", Path.home() / ".cache" / "solstice")).joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
 
     # -- data --------------------------------------------------------------------------------
     def dataset(self, src: DataSource) -> Path:
