@@ -18,7 +18,7 @@ from solstice.report.plots import pyplot, save_figure
 
 from .config import Config
 from .descriptors import BUILTIN_SEEDS, load_descriptors, read_seed_file, seed_source
-from .search import RedTeamSearch, SearchModels
+from .search import RedTeamSearch, SearchModels, run_lockstep
 
 log = logging.getLogger("solstice.ruby_teaming")
 
@@ -69,6 +69,8 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         done = _parallel(cfg, ctx, todo, seeds)
     else:
         models = build_models(cfg, ctx)
+        if cfg.lockstep and len(todo) > 1:
+            done = _lockstep(cfg, ctx, desc, seeds, models, todo)
     results: dict[str, dict[int, dict[str, Any]]] = {}
     for method, seed in jobs:
         def go(method=method, seed=seed) -> dict[str, Any]:
@@ -80,6 +82,30 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         results.setdefault(method, {})[seed] = ctx.stage(f"search-{method}-seed{seed}", go)
     _write_curves(ctx, results, primary)
     return _aggregate(cfg, results, primary)
+
+
+def _lockstep(cfg: Config, ctx, desc, seeds: list[str], models: SearchModels,
+              todo: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every pending search side by side, their same-step generations batched together."""
+    searches = [RedTeamSearch(cfg, desc, seeds, models, memory_k=cfg.memory_of(m), seed=s, workdir=_workdir(ctx, m, s))
+                for m, s in todo]
+
+    def progress(i: int, total: int) -> None:
+        if i % max(1, total // 10) == 0 or i == total:
+            log.info("lockstep: iteration %d/%d of %d searches", i, total, len(searches))
+
+    key = "-".join(f"{m}.{s}" for m, s in todo)
+    ckpt = ctx.artifact(f"lockstep/{__import__('hashlib').sha256(key.encode()).hexdigest()[:10]}.json")
+    finals = run_lockstep(searches, cfg.iterations, checkpoint=ckpt, progress=progress)
+    out = {}
+    for (m, s), search, final in zip(todo, searches, finals):
+        if cfg.embedding_diversity:
+            from solstice.metrics.diversity import embedding_similarity
+
+            final["embedding_similarity"] = embedding_similarity([e.prompt for e in search.archive.elites()])
+        out[(m, s)] = {"final": final, "curve": search.curve, "stats": search.stats, "canary": search.canary,
+                       "memory_entries": search.memory.n_added}
+    return out
 
 
 def _workdir(ctx, method: str, seed: int) -> Path:
@@ -159,8 +185,9 @@ def _aggregate(cfg: Config, results: dict[str, dict[int, dict[str, Any]]], prima
                 vals[label] = {s: float(r["final"].get(key.format(ev=ev), math.nan)) for s, r in by_seed.items()}
         for label, v in vals.items():
             hib = not any(label.startswith(x) for x in LOWER_IS_BETTER)
-            out[f"{method}_{label}"] = mean_metric(list(v.values()), higher_is_better=hib,
-                                                   note=f"mean over {len(v)} seeds, bootstrap CI over seeds")
+            out[f"{method}_{label}"] = _over_seeds(list(v.values()), hib)
+            for sd, x in v.items():
+                out[f"{method}_{label}_seed{sd}"] = MetricValue(x, 1, None, hib, f"seed {sd}", unit="seeds")
         calls = [sum(st["calls"] for st in r["stats"].values()) for r in by_seed.values()]
         out[f"{method}_llm_calls"] = mean_metric(calls, higher_is_better=None, note="LLM calls per search")
         per_method[method] = vals
@@ -172,9 +199,24 @@ def _aggregate(cfg: Config, results: dict[str, dict[int, dict[str, Any]]], prima
                 a, b = per_method[method].get(label, {}), per_method["rainbow"].get(label, {})
                 common = sorted(set(a) & set(b))
                 if common:
-                    out[f"{method}_minus_rainbow_{label}"] = mean_metric(
-                        [a[s] - b[s] for s in common], note="paired by seed; bootstrap CI over seeds")
+                    out[f"{method}_minus_rainbow_{label}"] = _over_seeds([a[s] - b[s] for s in common], True,
+                                                                          paired=True)
+                    for sd in common:
+                        out[f"{method}_minus_rainbow_{label}_seed{sd}"] = MetricValue(
+                            a[sd] - b[sd], 1, None, True, f"seed {sd}, paired", unit="seeds")
     return out
+
+
+def _over_seeds(values: list[float], hib: bool | None, *, paired: bool = False) -> MetricValue:
+    """The mean over seeds; a bootstrap CI over seeds only with 5 or more (fewer: the per-seed
+    values are reported beside it, no CI)."""
+    what = "paired by seed" if paired else f"mean over {len(values)} seeds"
+    if len(values) >= 5:
+        m = mean_metric(values, higher_is_better=hib, note=f"{what}; bootstrap CI over seeds")
+        return MetricValue(m.value, m.n, m.ci95, hib, m.note, unit="seeds")
+    ok = [v for v in values if not math.isnan(v)]
+    return MetricValue(float(np.mean(ok)) if ok else math.nan, len(values), None, hib,
+                       f"{what}; fewer than 5 seeds: no CI, see the _seed<N> values", unit="seeds")
 
 
 def _write_curves(ctx, results: dict[str, dict[int, dict[str, Any]]], primary: str) -> None:
