@@ -16,6 +16,7 @@ class StubState:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.reply = "stub reply"
+        self.models = [{"id": "stub"}]  # what GET /models lists
         self.lock = threading.Lock()
 
 
@@ -35,7 +36,7 @@ def make_handler(state: StubState):
             self.wfile.write(data)
 
         def do_GET(self):
-            self._send(200, {"data": [{"id": "stub"}]})
+            self._send(200, {"data": state.models})
 
         def do_POST(self):
             n = int(self.headers.get("Content-Length", 0))

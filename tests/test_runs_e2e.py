@@ -29,7 +29,8 @@ def test_run_writes_a_complete_record(tmp_path):
     assert len(rows) == 10 and all(r["correct"] for r in rows)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["accuracy"] == {"value": 1.0, "n": 10, "ci95": [1.0, 1.0], "higher_is_better": True}
-    assert {c["key"]: c["status"] for c in meta["claims"]} == {"acc": "reproduced", "beats": "reproduced", "big": "not run"}
+    assert {c["key"]: c["status"] for c in meta["claims"]} == {"acc": "reproduced", "beats": "reproduced", "items": "pass",
+                                                            "big": "not run"}
 
 
 def test_kill_resume_report(tmp_path):
@@ -66,7 +67,7 @@ def test_kill_resume_report(tmp_path):
 
     rep = solstice("report", str(run_dir), "--out", str(tmp_path / "report"))
     assert rep.returncode == 0, rep.stderr
-    assert "✅ reproduced" in rep.stdout and "⏳ not run: needs a 70B model" in rep.stdout
+    assert "✅ reproduced" in rep.stdout and "| — | needs a 70B model |" in rep.stdout
     html = (tmp_path / "report" / "index.html").read_text()
     assert "<table>" in html and "data:image/png;base64" in html
 
@@ -95,7 +96,7 @@ def test_reproduce_reuses_finished_runs(tmp_path):
     assert r2.returncode == 0 and "reusing completed run" in r2.stderr
     assert len(list((tmp_path / "runs" / "toy").iterdir())) == 1
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| toy | completed | smoke |" in md
+    assert "| toy | smoke | fake:echo | plumbing check: ran end to end" in md
 
 
 def test_reproduce_skips_a_paper_whose_data_is_absent(tmp_path):

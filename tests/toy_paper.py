@@ -10,8 +10,9 @@ from pydantic import Field
 
 from solstice.core.config import BaseConfig
 from solstice.core.paper import Claim, PaperSpec, Reproduction, Role
-from solstice.core.types import Sample
+from solstice.core.types import MetricValue, Sample
 from solstice.metrics import proportion_metric
+from solstice.metrics.stats import paired_difference_metric
 
 
 class ToyConfig(BaseConfig):
@@ -54,7 +55,10 @@ def run(cfg: ToyConfig, ctx):
     plt.close(fig)
     ctx.add_plot(Path(path), "correctness per item")
     acc = proportion_metric([r["correct"] for r in rows])
-    return {"accuracy": acc, "chance": proportion_metric([False] * len(rows))}
+    correct = [float(r["correct"]) for r in rows]
+    return {"accuracy": acc, "chance": proportion_metric([False] * len(rows)),
+            "accuracy_minus_chance": paired_difference_metric(correct, [0.0] * len(rows)),
+            "n_items": MetricValue(float(len(rows)), len(rows), None)}
 
 
 PAPER = PaperSpec(
@@ -68,7 +72,8 @@ PAPER = PaperSpec(
     roles={"target": Role(default="fake:echo")},
     claims=(
         Claim("acc", "models repeat words", "Table 1", metric="accuracy", paper_value=1.0, tolerance=0.01),
-        Claim("beats", "better than chance", "Fig. 2", check="accuracy > chance"),
+        Claim("beats", "better than chance", "Fig. 2", check="accuracy_minus_chance > 0"),
+        Claim("items", "the item set has its size", "data", check="n_items >= 1", kind="harness"),
         Claim("big", "a 70B model repeats better", "Table 3", not_run="needs a 70B model"),
     ),
     scales={"smoke": Reproduction("24 items", limit=None), "small": Reproduction("200 items", {"n": 200}),

@@ -221,7 +221,17 @@ def test_end_to_end_oracle_and_constant_judges(tmp_path, v1):
     assert m["live_fpr"].value == 1 and m["live_p_plus"].value == 1  # the most lenient judge possible
     assert m["reforder_flip_rate"].value == 0 and m["length_accept_incorrect_verbose"].value == 1
     claims = {c["key"]: c["status"] for c in json.loads((const.path / "run.json").read_text())["claims"]}
-    assert claims["top_aligned"] == "reproduced" and claims["human_iaa"] == "not run"
+    assert claims["top_aligned"] == "pass" and claims["human_iaa"] == "not run"
+
+    # another judge through `solstice rescore`: the released-verdict analysis is kept, the live judge redone
+    from solstice.core.rescore import rescore
+
+    strict = rescore(const.path, ["judge=fake:const=incorrect"], out=tmp_path / "re")
+    assert strict.status == "completed", strict.error
+    assert strict.metrics["live_says_correct"].value == 0 and strict.metrics["live_fpr"].value == 0
+    assert strict.metrics["kappa_GPT-4"].to_json() == m["kappa_GPT-4"].to_json()
+    lineage = json.loads((strict.path / "run.json").read_text())["lineage"]["rescored_from"]
+    assert lineage["stages_kept"] == ["release_v1"] and lineage["records_kept"] == 0
 
 
 @pytest.mark.parametrize("bad", ["judge_template=NOPE", "probe_templates=[TAG]", "release=v3", "exam_questions=0"])

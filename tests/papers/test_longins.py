@@ -210,33 +210,3 @@ def test_synthetic_settings_and_truncation_end_to_end(tmp_path):
     assert res.status == "completed" and res.metrics["f1/LISTsyn-256"].value == 0
 
 
-@needs_data
-def test_reused_answers_and_partial_scoring(tmp_path):
-    import json
-
-    from solstice.core.runner import run_paper
-
-    sets = ["lengths=[256]", "max_new_tokens=4"]
-    a = run_paper("longins", scale="smoke", models=["fake:const=[0]"], out=tmp_path, sets=sets, limit=5)
-    assert a.status == "completed", a.error
-    rows = [json.loads(line) for line in (a.path / "samples.jsonl").read_text().splitlines()]
-    (a.path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))  # "stopped early"
-    bad = run_paper("longins", scale="smoke", models=["fake:const=[1]"], out=tmp_path, limit=5,
-                    sets=[*sets, f"responses_from={a.path}", "reused_only=true"])
-    assert bad.status == "failed" and bad.exit_code == 2 and "target model" in bad.error
-    bad = run_paper("longins", scale="smoke", models=["fake:const=[0]"], out=tmp_path, limit=5,
-                    sets=["lengths=[256]", f"responses_from={a.path}"])
-    assert bad.status == "failed" and "max_new_tokens" in bad.error
-    with pytest.raises(ConfigError, match="reused_only needs"):
-        run_paper("longins", scale="smoke", out=tmp_path, sets=["reused_only=true"])
-    b = run_paper("longins", scale="smoke", models=["fake:const=[0]"], out=tmp_path, limit=5,
-                  sets=[*sets, f"responses_from={a.path}", "reused_only=true"])
-    assert b.status == "completed", b.error
-    m, meta = b.metrics, json.loads((b.path / "run.json").read_text())
-    scored = meta["longins_subsets"]["GIST-256"]
-    n_ran = int(a.metrics["n_fits/GIST-256"].value)
-    assert scored == {"selected": 5, "scored": 5 - n_ran + 2}
-    assert m["n_fits/GIST-256"].value == 2 and m["oracle_fixed/GIST-256"].n == 2
-    assert m["f1_fixed/GIST-256"].value == pytest.approx(m["first_only_fixed/GIST-256"].value)
-    reran = [json.loads(line) for line in (b.path / "samples.jsonl").read_text().splitlines()]
-    assert len(reran) == 2 and all(r["reused"] for r in reran)

@@ -182,8 +182,7 @@ def test_end_to_end_on_a_user_corpus(tmp_path):
     corpus, qs = write_user_data(tmp_path)
     sets = ["experiments=[retrieval,reader]", "dataset=custom", f"corpus_file={corpus}", f"questions_file={qs}",
             "adjacency=links", "retrievers=[bm25]", "counter=words", "group_caps=[60]", "ks=[1,2,4]",
-            "budgets=[20,60]", "reader_retriever=bm25", "reader_budget=80", "reader_questions=3", "chunk_tokens=16",
-            f"reader_cache={tmp_path / 'calls.sqlite'}"]
+            "budgets=[20,60]", "reader_retriever=bm25", "reader_budget=80", "reader_questions=3", "chunk_tokens=16"]
     res = run_paper("longrag", sets=sets, models=["reader=fake:const=answer: Florence"], out=tmp_path / "runs",
                     scale="smoke")
     run_dir = Path(res.path)
@@ -204,7 +203,11 @@ def test_end_to_end_on_a_user_corpus(tmp_path):
     assert len(rows) == 6 and {r["arm"] for r in rows} == {"passages", "units"}
     assert all(r["context_tokens"] <= 80 for r in rows)
     assert (run_dir / "artifacts" / "retrieval_tables.md").read_text().count("| units60 |") == 3
-    assert (tmp_path / "calls.sqlite").is_file()  # both reader calls are cached for later runs
+    assert not (run_dir / "cache").exists()  # no cache unless asked (--cache)
+    # the paired difference of the arms, on the same questions, is what the comparison claim reads
+    assert m["reader_em_longrag_diff"]["unit"] == "items"
+    assert m["reader_em_longrag_diff"]["value"] == pytest.approx(
+        m["reader_em_longrag_units"]["value"] - m["reader_em_longrag_passages"]["value"])
 
 
 def test_reader_arms_get_equal_contexts_in_the_readers_own_tokens(tmp_path):
@@ -218,7 +221,7 @@ def test_reader_arms_get_equal_contexts_in_the_readers_own_tokens(tmp_path):
     budget = 240
     sets = ["experiments=[reader]", "dataset=custom", f"corpus_file={corpus}", f"questions_file={qs}",
             "adjacency=links", "reader_retriever=bm25", f"reader_budget={budget}", "reader_questions=3",
-            "chunk_tokens=16", "max_new_tokens=4", "extraction=never", "reader_cache="]
+            "chunk_tokens=16", "max_new_tokens=4", "extraction=never"]
     res = run_paper("longrag", sets=sets, models=["reader=tiny:llama"], out=tmp_path / "runs", scale="smoke")
     assert res.status == "completed", res.error
     rows = RunRecord(res.path).load_samples()

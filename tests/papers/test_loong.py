@@ -258,5 +258,23 @@ def test_a_target_without_a_judge_gets_the_labelled_rule_based_judge_and_window_
     assert any("RULE-BASED" in w for w in meta["warnings"])
     assert any("left whole documents out" in w for w in meta["warnings"])
     assert res.metrics["items_with_skipped_docs"].value > 0
-    same = run_paper("loong", scale="smoke", models=["fake:const=I do not know."], out=tmp_path, sets=["judge_cache=false"])
+    same = run_paper("loong", scale="smoke", models=["fake:const=I do not know."], out=tmp_path)
     assert same.metrics["judge_rule_based"].value == 0.0  # one model for both roles: the model judges
+
+
+def test_rescore_rejudges_recorded_answers_without_regenerating(tmp_path):
+    from solstice.core.rescore import rescore
+    from solstice.core.runner import run_paper
+
+    sets = ["n_per_level=null", "judge_probes=[]"]
+    first = run_paper("loong", scale="smoke", models=["target=fake:const=x", "judge=fake:const=Rating: [[80]]"],
+                      out=tmp_path, sets=sets)
+    assert first.status == "completed", first.error
+    assert first.metrics["avg_score"].value == 80
+    same = rescore(first.path, ["judge=fake:const=Rating: [[80]]"], out=tmp_path / "re")
+    assert {k: v.to_json() for k, v in same.metrics.items()} == {k: v.to_json() for k, v in first.metrics.items()}
+    other = rescore(first.path, ["judge=fake:const=Rating: [[20]]"], out=tmp_path / "re")
+    assert other.metrics["avg_score"].value == 20
+    lineage = json.loads((other.path / "run.json").read_text())["lineage"]["rescored_from"]
+    n = first.metrics["avg_score"].n
+    assert lineage["records_kept"] == n and lineage["records_recomputed"] == n  # answers kept, verdicts redone

@@ -14,6 +14,7 @@ from solstice.papers.migu.cl_metrics import (
     backward_transfer,
     example_values,
     forgetting,
+    item_values,
     pooled_values,
 )
 from solstice.papers.migu.tasks import ORDERS, load_task, resolve_task
@@ -47,6 +48,36 @@ def test_per_example_values_average_to_the_matrix_metrics_with_unequal_task_size
     R2 = [[1.0, None, None], [1.0, 1.0, None], [0.0, 1.0, 1.0]]
     pooled = pooled_values([correct, other], "forgetting")
     assert sum(pooled) / len(pooled) == pytest.approx((forgetting(R) + forgetting(R2)) / 2)
+
+
+def test_item_values_pool_chains_that_share_examples_as_one_cluster():
+    from solstice.metrics.stats import paired_difference_metric
+
+    rnd = random.Random(1)
+    sizes = [30, 30, 30]
+
+    def chain(acc):
+        return [[(_flags(acc[i][j], sizes[j], rnd) if acc[i][j] is not None else None) for j in range(3)]
+                for i in range(3)]
+
+    order_a, order_b = ["x", "y", "z"], ["z", "y", "x"]
+    m1, m2 = chain(R), chain([[0.8, None, None], [0.75, 0.8, None], [0.75, 0.7, 0.8]])
+    b1, b2 = chain([[0.8, None, None], [0.4, 0.8, None], [0.3, 0.4, 0.8]]), chain([[0.8, None, None], [0.5, 0.8, None], [0.4, 0.3, 0.8]])
+    method = item_values([(order_a, m1), (order_b, m2)], "forgetting")
+    base = item_values([(order_a, b1), (order_b, b2)], "forgetting")
+    assert sum(method.values()) / len(method) == pytest.approx((forgetting(R) + forgetting(
+        [[0.8, None, None], [0.75, 0.8, None], [0.75, 0.7, 0.8]])) / 2, abs=0.02)
+    # a second seed that repeats the same chains adds no information: the CI over examples must
+    # not narrow (treating the repeated rows as independent examples would narrow it)
+    keys = sorted(method)
+    once = paired_difference_metric([method[k] for k in keys], [base[k] for k in keys])
+    m_twice = item_values([(order_a, m1), (order_b, m2)] * 2, "forgetting")
+    b_twice = item_values([(order_a, b1), (order_b, b2)] * 2, "forgetting")
+    twice = paired_difference_metric([m_twice[k] for k in keys], [b_twice[k] for k in keys])
+    assert twice.value == pytest.approx(once.value) and twice.ci95 == pytest.approx(once.ci95)
+    rows_once = pooled_values([m1, m2], "forgetting")
+    rows_twice = pooled_values([m1, m2] * 2, "forgetting")
+    assert len(rows_twice) == 2 * len(rows_once)  # the old pooling doubled the "examples"
 
 
 def test_user_task_folders_split_and_validate(tmp_path):

@@ -55,8 +55,8 @@ def show_cmd(paper: str) -> None:
         click.echo(p.summary)
     _echo_table(["role", "default", "needs", "what"], [[r, x.default, ",".join(sorted(x.requires)), x.description] for r, x in p.roles.items()], "Model roles (--model role=spec)")
     _echo_table(["scale", "what", "limit", "≈ minutes"], [[k, v.description, v.limit or "", v.minutes] for k, v in p.scales.items()], "Scales (--scale)")
-    _echo_table(["claim", "source", "paper", "metric / check", "not run here"],
-                [[c.description, c.source, "" if c.paper_value is None else c.paper_value, c.check or c.metric or "", c.not_run] for c in p.claims], "Claims")
+    _echo_table(["claim", "kind", "source", "paper", "metric / check", "not run here"],
+                [[c.description, c.kind, c.source, "" if c.paper_value is None else c.paper_value, c.check or c.metric or "", c.not_run] for c in p.claims], "Claims (kind: claim = the paper's effect on model outputs; harness = golden value, parity or data fact)")
     _echo_table(["key", "type", "default", "description"], [list(r) for r in config_schema_rows(p.config_cls)], "Config (--set key=value)")
 
 
@@ -71,14 +71,36 @@ def show_cmd(paper: str) -> None:
 @click.option("--out", default="runs", show_default=True, type=click.Path(), help="Where run directories go.")
 @click.option("--resume", type=click.Path(), default=None, help="Continue a killed run in this directory.")
 @click.option("--allow-code-exec", is_flag=True, help="Allow running model-written code (sandboxed).")
-def run_cmd(paper, scale, config_files, sets, models, limit, seed, out, resume, allow_code_exec) -> int:
+@click.option("--cache", "cache", default=None, help="Cache model calls: a directory shared across runs, or 'run' for one inside the run directory (keyed on the model's weights fingerprint; off by default).")
+def run_cmd(paper, scale, config_files, sets, models, limit, seed, out, resume, allow_code_exec, cache) -> int:
     """Run one paper and write a run directory."""
     from solstice.core.runner import run_paper
 
     res = run_paper(paper, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit,
-                    seed=seed, out=out, resume=resume, argv=sys.argv, allow_code_exec=allow_code_exec)
+                    seed=seed, out=out, resume=resume, argv=sys.argv, allow_code_exec=allow_code_exec,
+                    cache=cache)
     if res.metrics:
         _echo_table(["metric", "value (95% CI)", "n"], [[k, v.fmt(), v.n] for k, v in res.metrics.items()], f"{paper} ({res.status})")
+    click.echo(str(res.path))
+    if res.status != "completed":
+        click.echo(f"solstice: {res.status}: {res.error}", err=True)
+    return res.exit_code
+
+
+@cli.command("rescore")
+@click.argument("run", type=click.Path())
+@click.option("-m", "--model", "models", multiple=True, required=True, help="New model for a role: role=spec (e.g. judge=hf:...).")
+@click.option("--out", default=None, type=click.Path(), help="Where the new run directory goes (default: beside the old run's paper folder).")
+@click.option("--allow-code-exec", is_flag=True, help="Allow running model-written code (sandboxed).")
+@click.option("--cache", "cache", default=None, help="Cache model calls: a directory shared across runs, or 'run' for one inside the run directory (keyed on the model's weights fingerprint; off by default).")
+def rescore_cmd(run, models, out, allow_code_exec, cache) -> int:
+    """Re-score a finished run's recorded outputs with another model for a role, into a NEW run
+    directory: records that do not depend on the changed role are reused, the rest recomputed."""
+    from solstice.core.rescore import rescore
+
+    res = rescore(run, models, out, argv=sys.argv, allow_code_exec=allow_code_exec, cache=cache)
+    if res.metrics:
+        _echo_table(["metric", "value (95% CI)", "n"], [[k, v.fmt(), v.n] for k, v in res.metrics.items()], f"rescored ({res.status})")
     click.echo(str(res.path))
     if res.status != "completed":
         click.echo(f"solstice: {res.status}: {res.error}", err=True)
@@ -103,11 +125,14 @@ def report_cmd(runs, fmt, out, write_readme) -> None:
         click.echo(markdown_report(summaries))
     elif fmt == "json":
         click.echo(json.dumps([{"path": str(s.path), "paper": s.paper_id, "status": s.run.get("status"),
-                                "metrics": {k: v.to_json() for k, v in s.metrics.items()}, "claims": s.claims}
+                                "scale": s.scale, "provenance": s.provenance,
+                                "metrics": {k: v.to_json() for k, v in s.metrics.items()},
+                                "claims": [c["assessment"].to_json() | {"claim": c["claim"], "source": c["source"]}
+                                           for c in s.claims]}
                                for s in summaries], indent=2))
     else:
         for s in summaries:
-            _echo_table(["claim", "paper", "ours", "status"], [[c["claim"], c["paper"], c["ours"], c["status"]] for c in s.claims], f"{s.paper_id} ({s.run.get('status')})")
+            _echo_table(["claim", "kind", "paper", "ours", "verdict"], [[c["claim"], c["kind"], c["paper"], c["ours"], c["label"]] for c in s.claims], f"{s.paper_id} ({s.run.get('status')}, {s.scale})")
     if out:
         md, html = write_report(summaries, out)
         click.echo(f"wrote {md} and {html}", err=True)
@@ -131,12 +156,53 @@ def report_cmd(runs, fmt, out, write_readme) -> None:
 @click.option("--report", "report_dir", default="report", show_default=True, type=click.Path())
 @click.option("--fresh", is_flag=True, help="Do not reuse or resume earlier runs with the same config.")
 @click.option("-m", "--model", "models", multiple=True, help="Model for every paper: role=spec or a bare spec.")
-def reproduce_cmd(scale, only, out, report_dir, fresh, models) -> int:
+@click.option("--cache", "cache", default=None, help="Cache model calls: a directory shared across runs, or 'run' for one inside the run directory (keyed on the model's weights fingerprint; off by default).")
+def reproduce_cmd(scale, only, out, report_dir, fresh, models, cache) -> int:
     """Run every implemented paper's reproduction at a scale and write report/index.html and report/report.md."""
     from solstice.core.reproduce import reproduce
 
+    def on_paper(pid: str, line: str) -> None:
+        click.echo(f"{pid:<26} {line}" if pid else f"summary: {line}")
+        sys.stdout.flush()  # as each paper finishes, also when stdout is a file or a pipe
+
     code, md, html = reproduce(scale=scale, only=[s for s in only.split(",") if s], out=Path(out),
-                               report_dir=Path(report_dir), fresh=fresh, models=models, argv=sys.argv)
+                               report_dir=Path(report_dir), fresh=fresh, models=models, argv=sys.argv,
+                               cache=cache, on_paper=on_paper)
     click.echo(f"report: {html}")
     click.echo(f"report: {md}")
     return code
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """Inspect or empty a model-call cache (a --cache directory)."""
+
+
+@cache_group.command("info")
+@click.argument("directory", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cache_info_cmd(directory, as_json) -> None:
+    """Entries and size of a cache, per model fingerprint."""
+    from solstice.models.cache import cache_info
+
+    info = cache_info(directory)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if not info["exists"]:
+        click.echo(f"{info['path']}: no cache")
+        return
+    click.echo(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+    _echo_table(["fingerprint", "model spec (first seen)", "entries"],
+                [[m["fingerprint"][:16], m["spec"], m["entries"]] for m in info["models"]])
+
+
+@cache_group.command("clear")
+@click.argument("directory", type=click.Path())
+@click.option("--fingerprint", "prefix", default=None, help="Only the entries of the model(s) whose fingerprint starts with this.")
+def cache_clear_cmd(directory, prefix) -> None:
+    """Delete a cache's entries (all, or one model's)."""
+    from solstice.models.cache import clear_cache
+
+    n = clear_cache(directory, prefix)
+    click.echo(f"deleted {n} entries")

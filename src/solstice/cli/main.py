@@ -25,6 +25,13 @@ def _setup_logging(verbose: int) -> None:
     root.setLevel(logging.WARNING)
     logging.getLogger("solstice").setLevel(level)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import warnings
+
+    logging.captureWarnings(True)  # warnings that are shown go through logging (one line, stderr)
+    if verbose < 1:  # third-party deprecation and future warnings are noise to a user; -v shows them
+        for cat in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=cat)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # third-party bars (weights loading)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SOLSTICE"})

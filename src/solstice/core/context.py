@@ -5,9 +5,11 @@
     ctx.map(samples, fn)     run `fn` over batches of samples not yet recorded, record each result
                              (flushed), and return every record in sample order (resume-safe)
     ctx.stage(name, fn)      run a whole stage once; a resumed run reads its saved JSON result
+    roles=(...)              on map/stage: the model roles its records depend on (directly or through
+                             their inputs). `solstice rescore` keeps the records that depend on none
+                             of the changed roles; undeclared records depend on every role.
     ctx.track(items, desc)   a progress bar
     ctx.warn(msg)            a warning that is logged and kept in run.json
-    ctx.cache_path(*parts)   a path under the user's cache folder (caches shared between runs)
     ctx.add_plot(path, caption) / ctx.artifact(name)
 """
 
@@ -43,6 +45,12 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     plots: list[dict[str, str]] = field(default_factory=list)
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    # which model roles each map key / stage depends on (run.json "depends"; used by rescore)
+    depends: dict[str, dict[str, list[str]]] = field(default_factory=lambda: {"map": {}, "stage": {}})
+    # opt-in call cache (`--cache DIR` / `--cache run`): every role's model answers through it,
+    # keyed on the model's fingerprint (see solstice.models.cache)
+    cache: Path | None = None
+    uncached_roles: frozenset[str] = frozenset()  # roles read white-box (hidden states): never wrapped
     _models: dict[str, Model] = field(default_factory=dict)
     _model_loader: Callable[[str], Model] | None = None
 
@@ -69,20 +77,15 @@ class RunContext:
 
             loader = self._model_loader or load_model
             t0 = time.perf_counter()
-            self._models[role] = loader(self.model_specs[role])
+            model = loader(self.model_specs[role])
+            if self.cache is not None and role not in self.uncached_roles:
+                from solstice.models.cache import CachedModel
+
+                model = CachedModel(model, self.cache)
+            self._models[role] = model
             log.info("model %s=%s ready in %.1fs", role, self.model_specs[role], time.perf_counter() - t0)
             self._save_meta()
         return self._models[role]
-
-    # -- caches shared between runs ----------------------------------------------------------------
-    def cache_path(self, *parts: str) -> Path:
-        """A file path under the user's cache folder (`$SOLSTICE_CACHE`, default ~/.cache/solstice),
-        for caches that outlive one run; its folder exists."""
-        import os
-
-        p = Path(os.environ.get("SOLSTICE_CACHE", Path.home() / ".cache" / "solstice")).joinpath(*parts)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
 
     # -- data --------------------------------------------------------------------------------
     def dataset(self, src: DataSource) -> Path:
@@ -104,6 +107,7 @@ class RunContext:
         batch_size: int = 8,
         description: str = "",
         key: str = "",
+        roles: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Records for every sample, computing only those not yet recorded under `key`.
 
@@ -114,6 +118,7 @@ class RunContext:
         def did(s: Sample) -> str:
             return f"{key}/{s.id}" if key else s.id
 
+        self._declare("map", key, roles)
         todo = [s for s in samples if did(s) not in self.done]
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
         for batch in self.track(batches, description or f"{self.paper_id} {key}".strip(), total=len(batches)):
@@ -126,8 +131,9 @@ class RunContext:
                 self.done[did(s)] = row
         return [self.done[did(s)] for s in samples]
 
-    def stage(self, name: str, fn: Callable[[], T]) -> T:
+    def stage(self, name: str, fn: Callable[[], T], *, roles: Sequence[str] | None = None) -> T:
         """Run `fn` once; its JSON-serialisable result is saved so a resumed run skips it."""
+        self._declare("stage", name, roles)
         self.record.stages.mkdir(exist_ok=True)
         path = self.record.stages / f"{name}.json"
         if path.is_file():
@@ -137,6 +143,15 @@ class RunContext:
         atomic_write_json(path, result)
         log.info("stage %s done in %.1fs", name, time.perf_counter() - t0)
         return result
+
+    def _declare(self, what: str, name: str, roles: Sequence[str] | None) -> None:
+        deps = sorted(self.model_specs) if roles is None else sorted(set(roles))
+        unknown = [r for r in deps if r not in self.model_specs]
+        if unknown:
+            raise KeyError(f"{what} '{name}' depends on unknown model role(s) {', '.join(unknown)}")
+        if self.depends.setdefault(what, {}).get(name) != deps:
+            self.depends[what][name] = deps
+            self._save_meta()
 
     def track(self, items: Iterable[T], description: str = "", total: int | None = None):
         return track(items, description, total)
@@ -161,6 +176,7 @@ class RunContext:
             warnings=self.warnings,
             plots=self.plots,
             datasets=self.datasets,
+            depends=self.depends,
             models={r: m.info() for r, m in self._models.items()}
             | {r: {"spec": s} for r, s in self.model_specs.items() if r not in self._models},
         )

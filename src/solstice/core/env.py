@@ -26,8 +26,14 @@ def versions() -> dict[str, str]:
     return out
 
 
-def git_revision() -> dict[str, Any]:
-    here = Path(__file__).resolve().parent
+# Where the code that runs lives (its git revision is the one a run records).
+CODE_DIR = Path(__file__).resolve().parent
+
+
+def git_revision(path: str | Path | None = None) -> dict[str, Any]:
+    """{"sha", "dirty"} of the git checkout holding `path` (default: the solstice code), {} outside
+    git."""
+    here = Path(path) if path is not None else CODE_DIR
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from solstice.core.config import config_hash
@@ -36,7 +36,11 @@ def _previous(out: Path, paper_id: str, scale: str, h: str, model_specs: dict[st
 
 
 def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, fresh: bool = False,
-              models: Sequence[str] = (), argv: Sequence[str] | None = None) -> tuple[int, Path, Path]:
+              models: Sequence[str] = (), argv: Sequence[str] | None = None,
+              cache: str | Path | None = None, on_paper: Callable[[str, str], None] | None = None,
+              ) -> tuple[int, Path, Path]:
+    """Run (or reuse) every paper, then write the report. `on_paper(paper_id, line)` receives one
+    verdict line per paper as it finishes, and ("", summary) at the end."""
     from solstice.report.build import load_run, write_report
 
     ids = list(only) or implemented()
@@ -54,6 +58,15 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
     def skip_for_data(pid: str, why: str) -> None:
         log.warning("%s: skipped, its data is not available here: %s", pid, why)
         not_run[pid] = f"needs data: {why}"
+        tell(pid, f"skipped (needs data: {why})")
+
+    def tell(pid: str, line: str) -> None:
+        if on_paper is not None:
+            on_paper(pid, line)
+
+    def finished(summary) -> None:
+        summaries.append(summary)
+        tell(summary.paper_id, f"{summary.scale} · {summary.verdict()} · {summary.wall}")
 
     t0 = time.perf_counter()
     for pid in ids:
@@ -63,15 +76,15 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
             status = RunRecord(prev).read().get("status") if prev else None
             if prev is not None and status == "completed":
                 log.info("%s: reusing completed run %s", pid, prev)
-                summaries.append(load_run(prev))
+                finished(load_run(prev))
                 continue
             log.info("%s: %s", pid, "resuming " + str(prev) if prev else f"running at scale {scale}")
             res = run_paper(pid, scale=scale, models=models, out=out, resume=prev, argv=argv,
-                            allow_code_exec=True)
+                            allow_code_exec=True, cache=cache)
             if res.needs_data:  # a dataset the paper opens while running
                 skip_for_data(pid, res.error)
                 continue
-            summaries.append(load_run(res.path))
+            finished(load_run(res.path))
             if res.status != "completed":
                 log.error("%s: %s (%s)", pid, res.status, res.error)
                 code = max(code, 1)
@@ -82,7 +95,14 @@ def reproduce(*, scale: str, only: Sequence[str], out: Path, report_dir: Path, f
         except SolsticeError as exc:
             log.error("%s: not run: %s", pid, exc)
             not_run[pid] = str(exc)
+            tell(pid, f"not run: {exc}")
             code = max(code, 1)
     md, html = write_report(summaries, report_dir, not_run)
-    log.info("reproduce finished in %.0fs", time.perf_counter() - t0)
+    from solstice.report.build import ORDER, headline
+
+    counts = headline(summaries)
+    done = sum(s.run.get("status") == "completed" for s in summaries)
+    tell("", f"{done} of {len(ids)} papers completed at scale {scale} in {time.perf_counter() - t0:.0f} s; "
+         + ("paper claims: " + (", ".join(f"{counts[k]} {k}" for k in ORDER if counts.get(k)) or "none tested")
+            if scale != "smoke" else "smoke scale: a plumbing check, no claim counted"))
     return code, md, html

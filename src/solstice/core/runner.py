@@ -16,9 +16,14 @@ from typing import Any
 from solstice import __version__
 from solstice.core.config import build_config, config_hash
 from solstice.core.context import RunContext
-from solstice.core.env import environment
-from solstice.core.paper import PaperSpec, assess
-from solstice.core.records import RunRecord, new_run_dir
+from solstice.core.paper import PaperSpec, evaluate_run
+from solstice.core.records import (
+    RunRecord,
+    environment_segment,
+    environments_of,
+    new_run_dir,
+    new_run_id,
+)
 from solstice.core.registry import get_paper
 from solstice.core.types import MetricValue
 from solstice.data.sources import resolve
@@ -101,8 +106,10 @@ def run_paper(
     paper_id: str, *, scale: str = "smoke", config_files: Sequence[str] = (), sets: Sequence[str] = (),
     models: Sequence[str] = (), limit: int | None = None, seed: int | None = None,
     out: str | Path = "runs", resume: str | Path | None = None, argv: Sequence[str] | None = None,
-    allow_code_exec: bool = False,
+    allow_code_exec: bool = False, segment: str = "", cache: str | Path | None = None,
 ) -> RunResult:
+    """Run a paper (or continue the run in `resume`). `segment` names the kind of process in the
+    record's environment segments (default: "start", or "resume" with `resume`)."""
     paper, cfg, model_specs, eff_limit, eff_seed, old = prepare(
         paper_id, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit,
         seed=seed, resume=resume,
@@ -131,9 +138,17 @@ def run_paper(
         done={(f"{r['key']}/{r['sample_id']}" if r.get("key") else r["sample_id"]): r for r in done_rows},
         warnings=list(meta.get("warnings", [])), plots=list(meta.get("plots", [])),
         datasets=list(meta.get("datasets", [])),
+        depends={"map": {}, "stage": {}, **meta.get("depends", {})},
+        uncached_roles=frozenset(r for r, role in paper.roles.items() if "whitebox" in role.requires),
+        cache=None if not cache else (record.path / "cache" if str(cache) == "run" else Path(cache).expanduser().resolve()),
     )
     started = time.time()
+    this_argv = list(argv) if argv is not None else list(sys.argv)
+    seg = environment_segment(segment or ("resume" if old is not None else "start"), this_argv,
+                              config_hash=h, samples_before=len(done_rows))
+    environments = environments_of(meta) + [seg]
     record.write({
+        "run_id": meta.get("run_id") or new_run_id(),
         "paper": {"id": paper.id, "version": paper.version, "title": paper.title, "arxiv": paper.arxiv},
         "solstice_version": __version__,
         "scale": scale,
@@ -142,6 +157,8 @@ def run_paper(
         "model_specs": model_specs,
         "models": meta.get("models", {r: {"spec": s} for r, s in model_specs.items()}),
         "datasets": ctx.datasets,
+        "depends": ctx.depends,
+        "cache": None if ctx.cache is None else str(ctx.cache),
         "seed": eff_seed,
         "limit": eff_limit,
         "status": "running",
@@ -152,9 +169,14 @@ def run_paper(
         "timings": meta.get("timings", {}),
         "warnings": ctx.warnings,
         "plots": ctx.plots,
-        "env": environment(),
-        "argv": (old or {}).get("argv") or (list(argv) if argv is not None else sys.argv),
-        **({"resume_argv": list(argv) if argv is not None else sys.argv} if old is not None else {}),
+        # the first process's environment (kept for readers of schema 1); every process is in
+        # `environments`, appended to on resume, never overwritten
+        "env": meta.get("env") or {k: v for k, v in seg.items() if k not in ("kind", "started_at", "argv")},
+        "environments": environments,
+        "argv": (old or {}).get("argv") or this_argv,
+        **({"resume_argv": this_argv} if old is not None else {}),
+        # where the run's reused records come from (rescore, merge): kept across resumes
+        **({"lineage": meta["lineage"]} if meta.get("lineage") else {}),
     })
     log.info("run directory: %s", record.path)
     status, error, code = "completed", "", 0
@@ -198,8 +220,8 @@ def run_paper(
     fields: dict[str, Any] = {"status": status, "error": error or None, "timings": timings, "finished_at": time.time()}
     if status == "completed":
         record.write_metrics(metrics)
-        fields["claims"] = [
-            {"key": c.key, "status": s, "detail": d} for c in paper.claims for s, d in [assess(c, metrics)]
-        ]
+        fields["claims"] = [a.to_json() for a in evaluate_run(paper.claims, metrics)]
     record.update(**fields)
+    if status == "completed":
+        record.seal()
     return RunResult(record.path, status, metrics, error, code, needs_data)

@@ -104,7 +104,7 @@ def mean_auroc_metric(groups: Sequence[tuple[Sequence[float], Sequence[float]]],
         return MetricValue(math.nan, 0, None, True, msg or "undefined")
     value = float(np.mean([_auc(y, s) for y, s in ok]))
     ci = _stratified_ci(ok, _auc, n_resamples, confidence, seed)
-    return MetricValue(value, int(sum(y.size for y, _ in ok)), ci, True, msg)
+    return MetricValue(value, int(sum(y.size for y, _ in ok)), ci, True, msg, "items")
 
 
 def paired_difference_metric(groups: Sequence[tuple[Sequence[float], Sequence[float], Sequence[float]]], *,
@@ -123,4 +123,4 @@ def paired_difference_metric(groups: Sequence[tuple[Sequence[float], Sequence[fl
         return MetricValue(math.nan, 0, None, True, note or "undefined")
     value = float(np.mean([_auc(y, a) - _auc(y, b) for y, a, b in data]))
     ci = _stratified_ci(data, lambda y, a, b: _auc(y, a) - _auc(y, b), n_resamples, confidence, seed)
-    return MetricValue(value, int(sum(y.size for y, _, _ in data)), ci, True, note)
+    return MetricValue(value, int(sum(y.size for y, _, _ in data)), ci, True, note, "items")

@@ -147,3 +147,25 @@ def paired_difference_metric(
         return MetricValue(math.nan, 0, None, higher_is_better, note or "no pairs", unit)
     ci = bootstrap_ci(d, np.mean, seed=seed) if d.size >= 2 else None
     return MetricValue(float(d.mean()), int(d.size), ci, higher_is_better, note, unit if ci else "")
+
+
+def two_sample_difference_metric(
+    a: Sequence[float], b: Sequence[float], *, higher_is_better: bool | None = True,
+    n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED, note: str = "", unit: str = "items",
+) -> MetricValue:
+    """mean(a) - mean(b) for two independent samples (different items, e.g. two length buckets),
+    with a percentile bootstrap CI that resamples each sample on its own. For the same items in
+    both arms use `paired_difference_metric`. NaN entries are dropped."""
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if x.size == 0 or y.size == 0:
+        return MetricValue(math.nan, int(min(x.size, y.size)), None, higher_is_better, note or "an empty sample", "")
+    value = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return MetricValue(value, int(x.size + y.size), None, higher_is_better, note)
+    rng = np.random.default_rng(seed)
+    dx = x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1)
+    dy = y[rng.integers(0, y.size, size=(n_resamples, y.size))].mean(axis=1)
+    lo, hi = np.percentile(dx - dy, [2.5, 97.5])
+    return MetricValue(value, int(x.size + y.size), (float(lo), float(hi)), higher_is_better, note, unit)

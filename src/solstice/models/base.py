@@ -247,3 +247,11 @@ class ModelWrapper(Model):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def unwrap(model: Model) -> Model:
+    """The innermost model under any wrappers (a cache, a shared-prefix scorer): for code that
+    reads a backend's internals (hidden states), which no wrapper serves."""
+    while isinstance(model, ModelWrapper):
+        model = model.inner
+    return model

@@ -43,9 +43,10 @@ class Prefix:
 
 
 def _is_hf(model: Model) -> bool:
+    from solstice.models.base import unwrap
     from solstice.models.hf import HFModel
 
-    return isinstance(model, HFModel)
+    return isinstance(unwrap(model), HFModel)
 
 
 def prefill(model: Any, prompts: Sequence[Prompt] | None = None, *, token_ids: Sequence[list[int]] | None = None) -> Prefix:

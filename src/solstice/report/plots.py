@@ -25,3 +25,12 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 120, tight: bool = Tru
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     return Path(path)
+
+
+def worth_drawing(values: Any, *, min_points: int = 2) -> bool:
+    """Whether a series says anything as a figure: at least `min_points` finite values, not all
+    zero. An all-zero bar chart or a one-point "curve" is left out (say it in words instead)."""
+    import math
+
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return len(vals) >= min_points and any(v != 0 for v in vals)

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def _release(cfg: Config, ctx) -> tuple[Any, dict[str, MetricValue]]:
     rel = load_release(ctx.dataset(RELEASES[cfg.release]), cfg.release)
-    res = ctx.stage(f"release_{cfg.release}", lambda: analysis.analyze_release(rel, n_resamples=cfg.n_resamples))
+    res = ctx.stage(f"release_{cfg.release}", lambda: analysis.analyze_release(rel, n_resamples=cfg.n_resamples),
+                    roles=())
     ctx.artifact("release_agreement.json").write_text(json.dumps(res, indent=1))
     table = analysis.judges_table(res)
     ctx.artifact("judges_table.md").write_text(table + "\n\n" + analysis.scores_table(res) + "\n")

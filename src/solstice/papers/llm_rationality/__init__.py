@@ -43,17 +43,22 @@ PAPER = PaperSpec(
         Claim("human_ev", "Human majority choices agree only moderately with expected-value maximisation "
               f"(the EV model's correlation with humans is 0.48, {_DIGEST}; recomputed here from the data)",
               "§3.2", metric="human_first2000/phi_human_ev", paper_value=0.48, tolerance=0.02,
-              setting="first 2,000 choices13k rows"),
+              setting="first 2,000 choices13k rows", kind="harness"),
         Claim("cot_predict_rational", "With chain of thought, predictions of an individual's choice correlate more "
               "with the EV choice than human choices do (paper: ~0.93-0.94 with EV, " + _DIGEST + ")",
-              "§3.2, Table 1", check="individual_cot/phi_model_ev > individual_cot/phi_human_ev"),
+              "§3.2, Table 1", check="individual_cot/phi_ev_model_minus_human > 0", unparsed="individual_cot/unparsed",
+              setting="phi(model, EV) - phi(human, EV), paired over the same problems"),
         Claim("cot_simulate_rational", "With chain of thought, simulated choices correlate more with the EV choice "
-              "than human choices do", "§3.2, Table 1", check="act_individual_cot/phi_model_ev > act_individual_cot/phi_human_ev"),
+              "than human choices do", "§3.2, Table 1", check="act_individual_cot/phi_ev_model_minus_human > 0",
+              unparsed="act_individual_cot/unparsed",
+              setting="phi(model, EV) - phi(human, EV), paired over the same problems"),
         Claim("zero_shot_human", "Zero-shot predictions correlate (moderately) with human choice rates "
-              "(paper: ~0.60 for its models, " + _DIGEST + ")", "§3.2", check="individual_zero_shot/r_model_human > 0"),
+              "(paper: ~0.60 for its models, " + _DIGEST + "; 'moderately' read as 0.60 ± 0.15)", "§3.2",
+              metric="individual_zero_shot/r_model_human", paper_value=0.60, tolerance=0.15,
+              unparsed="individual_zero_shot/unparsed"),
         Claim("human_rational_inference", "Human preference inferences correlate highly with the rational "
               f"relative-utility model (0.98, {_DIGEST}; Jern et al. 2017)", "§4.2",
-              metric="inv/positive/human/rho_relative_utility", paper_value=0.98, tolerance=0.03),
+              metric="inv/positive/human/rho_relative_utility", paper_value=0.98, tolerance=0.03, kind="harness"),
         Claim("llm_human_inference", f"LLM preference inferences correlate highly with human ones (0.97, {_DIGEST})",
               "§4.2", metric="inv/positive/zero_shot/rho_human", paper_value=0.97, tolerance=0.05),
         Claim("llm_rational_inference", "LLM preference inferences correlate with the rational relative-utility model",

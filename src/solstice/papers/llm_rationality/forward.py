@@ -203,6 +203,22 @@ def _corr(a: Sequence[float], b: Sequence[float], note: str = "") -> MetricValue
     return correlation_metric(a, b, "pearson", note=note)
 
 
+def corr_gap(x: Sequence[float], y: Sequence[float], ref: Sequence[float], note: str = "") -> MetricValue:
+    """corr(x, ref) - corr(y, ref) on the same rows, with a paired bootstrap CI over rows: the
+    statistic of "the model's choices track EV more than the humans' do"."""
+    from solstice.metrics.stats import bootstrap_ci
+
+    a, b, r = (np.asarray(v, dtype=float) for v in (x, y, ref))
+
+    def stat(a_: np.ndarray, b_: np.ndarray, r_: np.ndarray) -> float:
+        return _pearson(a_, r_) - _pearson(b_, r_)
+
+    value = stat(a, b, r)
+    if a.size < 3 or math.isnan(value):
+        return MetricValue(value, int(a.size), None, True, note or "too few rows or a constant vector")
+    return MetricValue(value, int(a.size), bootstrap_ci((a, b, r), stat), True, note, "items")
+
+
 def human_metrics(problems: Sequence[G.Problem], prefix: str) -> dict[str, MetricValue]:
     """How far the human majority choice agrees with expected-value maximisation."""
     h = np.array([p.human_choice == "A" for p in problems], dtype=float)
@@ -244,11 +260,14 @@ def mode_metrics(mode: str, analysed: Sequence[G.Problem], records: Sequence[dic
     model_a = (pa > 0.5).astype(float)  # ties and unparsed rows -> B
     out: dict[str, MetricValue] = {
         f"{m}/parse_rate": proportion_metric(ok, note="rows with a parsed P(A)"),
+        f"{m}/unparsed": proportion_metric(~ok, higher_is_better=False, note="rows with no parsable answer"),
         f"{m}/p_a_mean": mean_metric(pa[ok], higher_is_better=None, note="mean model P(A) (0.5 = no bias)"),
         f"{m}/model_share_a": proportion_metric(model_a[ok] == 1, higher_is_better=None, note="rows where the model's choice is A"),
         f"{m}/phi_model_human": _corr(model_a[ok], human_a[ok], "binarised: model choice vs human majority (= Spearman on 0/1)"),
         f"{m}/phi_model_ev": _corr(model_a[ok], ev_a[ok], "binarised: model choice vs EV choice"),
         f"{m}/phi_human_ev": _corr(human_a[ok], ev_a[ok], "binarised: human majority vs EV choice, same rows"),
+        f"{m}/phi_ev_model_minus_human": corr_gap(model_a[ok], human_a[ok], ev_a[ok],
+                                                  "phi(model, EV) - phi(human, EV), paired over the same rows"),
         f"{m}/agree_model_human": proportion_metric(model_a[ok] == human_a[ok], note="1 - MSE of the 0/1 choices"),
         f"{m}/agree_model_ev": proportion_metric(model_a[ok] == ev_a[ok], note="1 - MSE of the 0/1 choices"),
         f"{m}/r_model_human": _corr(pa[ok], a_rate[ok], "softmax: model P(A) vs human rate of A"),

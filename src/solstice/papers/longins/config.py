@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from solstice.core.config import BaseConfig
 
@@ -44,15 +44,6 @@ class Config(BaseConfig):
                             "predictors on the same samples (no model)")
     random_q: float = Field(0.5, description="probability with which the random predictor flags each item")
     batch_size: int = Field(8, description="prompts per generation call")
-    responses_from: str = Field(
-        "", description="reuse the answers of an earlier LongIns run (its run directory): a sample whose "
-        "bucket and id have an answer there is not generated again. The earlier run must have used the same "
-        "model and generation settings (checked)")
-    reused_only: bool = Field(
-        False, description="with responses_from: score each bucket only on its samples that have a reused "
-        "answer (plus those never run: no items or skipped), generating nothing - for a run stopped before "
-        "the end. The scored subset is reported per bucket and the baselines use the same subset")
-
     @field_validator("lengths", "limt_source_lengths")
     @classmethod
     def _known_lengths(cls, v: list[int]) -> list[int]:
@@ -70,8 +61,3 @@ class Config(BaseConfig):
             raise ValueError("random_q must lie in [0, 1]")
         return v
 
-    @model_validator(mode="after")
-    def _reuse(self) -> Config:
-        if self.reused_only and not self.responses_from:
-            raise ValueError("reused_only needs responses_from=<run directory>")
-        return self

@@ -4,16 +4,15 @@ greedily (resumable), then score every response under both F1 rules next to mode
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import random
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from solstice.core.types import MetricValue, Sample
 from solstice.errors import ConfigError
 from solstice.metrics import mean_metric, proportion_metric
+from solstice.metrics.stats import paired_difference_metric, two_sample_difference_metric
 from solstice.models.base import GenParams
 from solstice.models.tokens import get_counter, prompt_tokens, truncate_tokens
 from solstice.papers.longins import data as D
@@ -99,30 +98,6 @@ def _fit(cfg: Config, model: Any, counter: Any, s: D.ExamSample, window: int) ->
     return {**row, "status": "skipped", "prompt": None}
 
 
-GEN_FIELDS = ("max_new_tokens", "whitespace", "truncation", "context_window", "token_counter")
-
-
-def load_responses(source: str, cfg: Config, target_spec: str | None = None) -> dict[tuple[str, str], dict]:
-    """The answers of an earlier LongIns run, keyed by (bucket, sample id). Refused when that run used
-    other generation settings or another model."""
-    from solstice.data.io import read_jsonl
-    from solstice.errors import DataError
-
-    p = Path(source).expanduser()
-    if not (p / "samples.jsonl").is_file() or not (p / "run.json").is_file():
-        raise DataError(f"responses_from '{source}' is not a LongIns run directory (run.json, samples.jsonl)")
-    old = json.loads((p / "run.json").read_text())
-    if old.get("paper", {}).get("id") != "longins":
-        raise DataError(f"responses_from '{source}' is a run of '{old.get('paper', {}).get('id')}', not longins")
-    diff = [k for k in GEN_FIELDS if old.get("config", {}).get(k) != getattr(cfg, k)]
-    if target_spec is not None and old.get("model_specs", {}).get("target") != target_spec:
-        diff.append("target model")
-    if diff:
-        raise DataError(f"responses_from '{source}' was generated with other settings ({', '.join(diff)}); "
-                        "its answers cannot be reused")
-    return {(r["key"], r["sample_id"]): r for r in read_jsonl(p / "samples.jsonl") if "response" in r}
-
-
 def score_rows(samples: list[D.ExamSample], responses: dict[str, str]) -> list[dict[str, Any]]:
     """Per-sample scores from stored responses (idempotent)."""
     out = []
@@ -172,13 +147,12 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     ctx.record.update(token_counting={**counter.info(), "window": window, "window_source":
                                       "config" if cfg.context_window else "model"})
     buckets = build_buckets(cfg, ctx, counter.count)
-    reused = load_responses(cfg.responses_from, cfg, ctx.model_specs["target"]) if cfg.responses_from else {}
-    subsets: dict[str, dict[str, int]] = {}
     params = GenParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
     metrics: dict[str, MetricValue] = {}
     table: list[dict[str, Any]] = []
     curve: dict[str, dict[int, float]] = defaultdict(dict)
     fit_report = {}
+    per_bucket: dict[str, tuple[str, int, list[float]]] = {}
     for label, all_samples in buckets:
         samples = ctx.limited(D.stratified(all_samples, cfg.n_per_bucket, ctx.seed))
         by_id = {s.id: s for s in samples}
@@ -195,43 +169,27 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
             ctx.warn(f"{label}: {over} of {len(samples)} prompts exceed the {window}-token window "
                      f"({status['truncated']} truncated, {status['skipped']} skipped, policy {cfg.truncation})")
         runs = {"fits", "truncated"}
-        if cfg.reused_only:
-            selected = len(samples)
-            samples = [s for s in samples if fitted[s.id]["status"] not in runs or (label, s.id) in reused]
-            by_id = {s.id: s for s in samples}
-            fitted = {s.id: fitted[s.id] for s in samples}
-            status = defaultdict(int)
-            for f in fitted.values():
-                status[f["status"]] += 1
-            subsets[label] = {"selected": selected, "scored": len(samples)}
-            if len(samples) < selected:
-                ctx.warn(f"{label}: scored on {len(samples)} of the {selected} selected samples (reused answers "
-                         "only); model and baselines use the same subset")
         todo = [Sample(s.id, s.id, metadata={"n": fitted[s.id]["prompt_tokens"]})
                 for s in samples if fitted[s.id]["status"] in runs]
         todo.sort(key=lambda x: x.metadata["n"])
 
         def generate(batch: list[Sample], by_id: dict = by_id, label: str = label) -> list[dict[str, Any]]:
-            out: list[dict[str, Any] | None] = [None] * len(batch)
-            keep = ("response", "n_new", "finish", "prompt_tokens", "status")
-            for i, b in enumerate(batch):
-                if (label, b.id) in reused:
-                    out[i] = {**{k: reused[(label, b.id)].get(k) for k in keep}, "reused": True}
-            new = [i for i, o in enumerate(out) if o is None]
-            fits = [_fit(cfg, model, counter, by_id[batch[i].id], window) for i in new]
-            comps = model.generate([f["prompt"] for f in fits], params) if fits else []
-            for i, f, c in zip(new, fits, comps):
-                out[i] = {"response": c[0].text, "n_new": c[0].n_tokens, "finish": c[0].finish_reason,
-                          "prompt_tokens": f.get("truncated_tokens", f["prompt_tokens"]), "status": f["status"]}
-            return out  # type: ignore[return-value]
+            fits = [_fit(cfg, model, counter, by_id[b.id], window) for b in batch]
+            comps = model.generate([f["prompt"] for f in fits], params)
+            return [{"response": c[0].text, "n_new": c[0].n_tokens, "finish": c[0].finish_reason,
+                     "prompt_tokens": f.get("truncated_tokens", f["prompt_tokens"]), "status": f["status"]}
+                    for f, c in zip(fits, comps)]
 
-        rows = ctx.map(todo, generate, batch_size=cfg.batch_size, key=label, description=f"longins {label}")
+        rows = ctx.map(todo, generate, batch_size=cfg.batch_size, key=label, description=f"longins {label}",
+                       roles=("target",))
         responses = {r["sample_id"]: r["response"] for r in rows}
         scored = score_rows(samples, responses)
         ran = [r for r in scored if fitted[r["id"]]["status"] in runs]
         L = samples[0].length if samples else 0
         metrics[f"f1/{label}"] = _pct([r["f1_reference"] for r in scored], "reference rule and parser; ×100")
         metrics[f"f1_fixed/{label}"] = _pct([r["f1_fixed"] for r in scored], "strict parser, scorable samples; ×100")
+        per_bucket[label] = (label.split("-")[0], samples[0].length if samples else 0,
+                             [100.0 * r["f1_fixed"] for r in scored if r["f1_fixed"] is not None])
         metrics[f"parse_fail/{label}"] = proportion_metric([not r["parse_ok"] for r in ran], higher_is_better=False)
         for k, what in FIT_NOTES.items():
             metrics[f"n_{k}/{label}"] = _count(status[k], len(samples), what)
@@ -244,8 +202,21 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
             metrics[f"{name}_fixed/{label}"] = _pct(rules["fixed"], "fixed rule; ×100")
             if name in ("all_indices", "random"):
                 curve[f"{name} {series}"][L] = metrics[f"{name}_fixed/{label}"].value
+        if "all_indices" in base:  # the model against flagging every item, paired on the same samples
+            pairs = [(m, b) for m, b in zip((r["f1_fixed"] for r in scored), base["all_indices"]["fixed"])
+                     if m is not None and b is not None]
+            metrics[f"f1_fixed_minus_all_indices/{label}"] = paired_difference_metric(
+                [100.0 * m for m, _ in pairs], [100.0 * b for _, b in pairs],
+                note="model minus all-indices predictor, strict parser, paired over samples; ×100")
         table += _category_rows(label, scored, base)
-    ctx.record.update(longins_fit=fit_report, **({"longins_subsets": subsets} if cfg.reused_only else {}))
+    # "scores fall as the context grows": adjacent lengths of a setting hold different samples, so the
+    # drop is a two-sample difference (strict parser: an echoed item header earns nothing)
+    for series in {v[0] for v in per_bucket.values()}:
+        ladder = sorted((v[1], lab) for lab, v in per_bucket.items() if v[0] == series)
+        for (l1, a), (l2, b) in zip(ladder, ladder[1:]):
+            metrics[f"f1_fixed_drop/{series}-{l1}_vs_{l2}"] = two_sample_difference_metric(
+                per_bucket[a][2], per_bucket[b][2], note=f"strict F1 at {l1} minus at {l2} tokens; ×100")
+    ctx.record.update(longins_fit=fit_report)
     _write_table(ctx, table)
     _plot(ctx, curve, buckets)
     return metrics

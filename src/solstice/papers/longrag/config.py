@@ -72,8 +72,6 @@ class Config(BaseConfig):
     extraction_demos: str = Field("", description="JSONL of {question, long_answer, answers} demonstrations "
                                   "('' = ours)")
     reader_batch_size: int = Field(2, ge=1, description="prompts per model call")
-    reader_cache: str = Field("auto", description="sqlite cache of both reader calls, reused across runs "
-                              "('auto' = $SOLSTICE_CACHE/calls/longrag-reader.sqlite, '' = off)")
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -69,16 +69,45 @@ def _add_flags(out: dict[str, MetricValue], res: dict[str, list], suffix: str, p
             out[f"{prefix}{key}_{suffix}"] = proportion_metric([bool(x) for x in v])
 
 
+def _paired_arms(out: dict[str, MetricValue], scored: dict[str, dict[str, list]], suffix: str, base: str,
+                 prefix: str = "") -> None:
+    """Comparison claims between arms read the paired difference on the same questions:
+    diff_<flag>_<arm>_vs_<other>_<suffix> for each grouped arm against the base arm, and the
+    largest grouped arm against its random and first-chunk controls."""
+    from solstice.metrics.stats import paired_difference_metric
+
+    units = [a for a in scored if a.startswith("units")]
+    pairs = [(a, base) for a in units if base in scored]
+    if units:
+        top = max(units, key=lambda a: int(a[5:]) if a[5:].isdigit() else 0)
+        cap = top[5:]
+        pairs += [(top, c) for c in (f"random{cap}", f"first{cap}") if c in scored]
+    for a, b in pairs:
+        ra, rb = scored[a], scored[b]
+        ib = {q: i for i, q in enumerate(rb["id"])}
+        for key, va in ra.items():
+            if key == "id" or key.startswith("tok_") or key not in rb:
+                continue
+            both = [(x, rb[key][ib[q]]) for q, x in zip(ra["id"], va) if q in ib and x is not None
+                    and rb[key][ib[q]] is not None]
+            if both:
+                out[f"diff_{prefix}{key}_{a}_vs_{b}_{suffix}"] = paired_difference_metric(
+                    [x for x, _ in both], [y for _, y in both], note=f"{a} minus {b}, paired over questions")
+
+
 def _retrieval(cfg: Config, ctx, wb: Workbench, questions) -> tuple[dict[str, MetricValue], dict[str, Any]]:
     out: dict[str, MetricValue] = {}
     arms = arm_names(cfg, sorted(cfg.group_caps), random=cfg.random_control, first=cfg.maxp_ablation)
     info: dict[str, Any] = {"arms": arms, "n_questions": len(questions), "stages": {}}
     for ret in cfg.retrievers:
+        scored = {}
         for arm in arms:
             ranking = ctx.stage(f"ranking-{wb.name}-{arm}-{ret}",
                                 lambda a=arm, r=ret: wb.rank(a, r, questions, cfg.ks, cfg.budgets))
-            _add_flags(out, wb.score(arm, ranking, questions, cfg.ks, cfg.budgets), f"{arm}_{ret}")
+            scored[arm] = wb.score(arm, ranking, questions, cfg.ks, cfg.budgets)
+            _add_flags(out, scored[arm], f"{arm}_{ret}")
             info["stages"][f"{arm}_{ret}"] = {k: ranking[k] for k in ("search_seconds", "n_chunks", "n_units")}
+        _paired_arms(out, scored, ret, arms[0])
 
     def grouping_report() -> dict[str, Any]:
         rep = {"adjacency": wb.adjacency.stats(), "timings": wb.timings}
@@ -118,18 +147,10 @@ def _reader(cfg: Config, ctx, wb: Workbench, questions) -> dict[str, MetricValue
 
     def reader() -> LongReader:
         if "reader" not in state:
-            model = ctx.model("reader")
+            model = ctx.model("reader")  # cached only with --cache (keyed on the weights' fingerprint)
             # the units the reader reads are sized in its own tokens
             state["wb"] = Workbench(wb.corpus, cfg, adjacency=wb.kind, name=f"{wb.name}-reader", group_counter=model,
                                     relations=wb.adjacency)
-            if cfg.reader_cache:
-                from pathlib import Path
-
-                from solstice.models.cache import CachedModel
-
-                path = ctx.cache_path("calls", "longrag-reader.sqlite") if cfg.reader_cache == "auto" else Path(
-                    cfg.reader_cache).expanduser()
-                model = CachedModel(model, path)
             state["reader"] = LongReader(
                 model, prompt=prompt, max_new_tokens=cfg.max_new_tokens, extraction=cfg.extraction,
                 extraction_max_new_tokens=cfg.extraction_max_new_tokens, demos=load_demos(cfg.extraction_demos or None),
@@ -196,17 +217,13 @@ def _reader(cfg: Config, ctx, wb: Workbench, questions) -> dict[str, MetricValue
         if lost:
             ctx.warn(f"reader {arm}: {lost} of {len(rows)} contexts lost units or were cut to fit the budget or window")
     if {"passages", "units"} <= set(per_arm):
-        from solstice.metrics.stats import paired_difference_metric
-
         both = [i for i in per_arm["units"] if i in per_arm["passages"]
                 and not per_arm["units"][i].get("error") and not per_arm["passages"][i].get("error")]
         for m in ("em_longrag", "em_strict", "support", "context_tokens"):
-            a = [float(per_arm["units"][i][m]) for i in both]
-            b = [float(per_arm["passages"][i][m]) for i in both]
             if both:
                 out[f"reader_{m}_diff"] = paired_difference_metric(
-                    a, b, unit="items", higher_is_better=None if m == "context_tokens" else True,
-                    note="units minus passages, paired over questions")
+                    [float(per_arm["units"][i][m]) for i in both], [float(per_arm["passages"][i][m]) for i in both],
+                    unit="items", higher_is_better=None, note="units minus passages, paired over questions")
     return out
 
 
@@ -232,11 +249,14 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         swb = Workbench(scorpus, cfg.model_copy(update={"split_oversized": False}), adjacency="sequence",
                         name="squad", base="paragraphs")
         for ret in cfg.retrievers:
+            scored = {}
             for arm in arm_names(cfg, sorted(cfg.squad_caps), base="paragraphs", random=False, first=False):
                 sqs = ctx.limited(sq)
                 ranking = ctx.stage(f"ranking-squad-{arm}-{ret}",
                                     lambda a=arm, r=ret, qq=sqs: swb.rank(a, r, qq, cfg.ks, cfg.budgets))
-                _add_flags(metrics, swb.score(arm, ranking, sqs, cfg.ks, cfg.budgets), f"{arm}_{ret}", prefix="squad_")
+                scored[arm] = swb.score(arm, ranking, sqs, cfg.ks, cfg.budgets)
+                _add_flags(metrics, scored[arm], f"{arm}_{ret}", prefix="squad_")
+            _paired_arms(metrics, scored, ret, "paragraphs", prefix="squad_")
         info["squad"] = ctx.stage("grouping-squad", lambda: {
             a: {k: v for k, v in swb.grouping(a).report.items() if k != "adjacency"}
             for a in ["paragraphs"] + [f"units{c}" for c in cfg.squad_caps]})

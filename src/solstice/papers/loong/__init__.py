@@ -60,7 +60,7 @@ PAPER = PaperSpec(
     scales={
         "smoke": Reproduction("synthetic collection, 1 instance per task level, SmolLM2 as candidate and judge, "
                               "no probes", {"collection": "synthetic", "n_per_level": 1, "max_new_tokens": 48,
-                                            "judge_max_new_tokens": 48, "judge_probes": [], "judge_cache": False},
+                                            "judge_max_new_tokens": 48, "judge_probes": []},
                               minutes=1.5),
         "small": Reproduction("the whole synthetic collection (34 instances), SmolLM2 as candidate and as judge "
                               "(the paper's protocol)", {"collection": "synthetic", "max_new_tokens": 128,

@@ -36,8 +36,9 @@ class Config(BaseConfig):
     token_counter: str = Field("model", description="token counter for budgeting: model (the candidate's "
                                "tokenizer), hf:<tokenizer>, tiktoken[:<encoding or file>], chars[:n] or words")
     shuffle_seed: int = Field(1000000007, description="seed of the document shuffles (reference args.py)")
-    predictions_from: str = Field("", description="judge existing answers instead of generating: a previous "
-                                  "Loong run directory or a JSONL of {id, prediction} (or generate_response)")
+    predictions_from: str = Field("", description="judge given answers instead of generating: a JSONL of {id, "
+                                  "prediction} (or generate_response), e.g. released outputs; to re-judge a run use "
+                                  "`solstice rescore RUN --model judge=...`")
     max_new_tokens: int = Field(512, description="candidate answer budget (the reference sets none)")
     judge_mode: Literal["auto", "model", "prefill", "exact"] = Field(
         "auto", description="'auto': 'model' when a judge model is given (or the judge is the target, as in "
@@ -55,5 +56,4 @@ class Config(BaseConfig):
     judge_probes: list[Literal["oracle", "empty"]] = Field(
         ["oracle", "empty"], description="also judge the gold answer and an empty answer per instance, to "
         "measure the judge (oracle should score 100, empty low)")
-    judge_cache: bool = Field(True, description="cache judge calls on disk (sqlite in the user's cache folder)")
     batch_size: int = Field(4, description="prompts per model call")

@@ -170,19 +170,18 @@ def _generate(model: Model, prompts: list[str], params: GenParams) -> list[tuple
 
 
 def load_predictions(source: str, ids: Sequence[str]) -> dict[str, str]:
-    """Candidate answers to judge instead of generating: a previous Loong run directory (its
-    'generate' records) or a JSONL file of {"id", "prediction"} (or the reference's
-    "generate_response")."""
+    """Candidate answers to judge instead of generating: a JSONL file of {"id", "prediction"} (or
+    the reference's "generate_response"), e.g. released outputs. To re-judge a Loong run, use
+    `solstice rescore RUN --model judge=...` (a new run directory; answers reused)."""
     from solstice.data.io import read_jsonl
 
     p = Path(source).expanduser()
     if p.is_dir():
-        rows = [{"id": r["sample_id"], "prediction": r["prediction"]}
-                for r in read_jsonl(p / "samples.jsonl") if r.get("key") == "generate"] if (p / "samples.jsonl").is_file() else []
-    elif p.is_file():
-        rows = [{"id": str(r.get("id")), "prediction": r.get("prediction", r.get("generate_response"))} for r in read_jsonl(p)]
-    else:
-        raise DataError(f"predictions_from '{source}' is neither a run directory nor a JSONL file")
+        raise DataError(f"predictions_from '{source}' is a directory; re-judge a run with "
+                        "`solstice rescore <run> --model judge=<spec>`")
+    if not p.is_file():
+        raise DataError(f"predictions_from '{source}' is not a JSONL file")
+    rows = [{"id": str(r.get("id")), "prediction": r.get("prediction", r.get("generate_response"))} for r in read_jsonl(p)]
     got = {r["id"]: r["prediction"] for r in rows if isinstance(r["prediction"], str)}
     missing = [i for i in ids if i not in got]
     if missing:
@@ -218,6 +217,7 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
                 for (text, err), b in zip(outs, built)]
 
     gen = {r["sample_id"]: r for r in ctx.map(samples, candidate, batch_size=cfg.batch_size, key="generate",
+                                              roles=("target",),
                                               description="loong candidate")}
     if store.ambiguous:
         ctx.warn(f"{len(store.ambiguous)} financial document keys match several files (the first in sorted "
@@ -225,8 +225,7 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     jmode = resolve_judge_mode(cfg, ctx)
     cfg = cfg.model_copy(update={"judge_mode": jmode})
     jmodel = exact_judge_model() if jmode == "exact" else ctx.model("judge")
-    cache = ctx.cache_path("judge", "loong.sqlite") if cfg.judge_cache and jmode != "exact" else None
-    judge = make_judge(cfg, jmodel, cache)
+    judge = make_judge(cfg, jmodel, None)  # judge calls are cached only with --cache (ctx.model)
     preds = {"candidate": {k: r["prediction"] for k, r in gen.items()},
              "oracle": {i.id: oracle_text(i.answer) for i in items},
              "empty": {i.id: "" for i in items}}

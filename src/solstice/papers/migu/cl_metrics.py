@@ -84,3 +84,24 @@ def pooled_values(chains: list[list[list[list[bool] | None]]], metric: str) -> l
     chains' metrics (every chain weighted equally)."""
     per = [example_values(c, metric) for c in chains]
     return _weighted(per)
+
+
+def item_values(chains: list[tuple[Sequence[str], list[list[list[bool] | None]]]], metric: str) -> dict[tuple[str, int], float]:
+    """Per test example (task, index), its contribution from every chain that uses it, scaled so
+    that the plain mean over examples is the mean of the chains' metrics.
+
+    The chains (orders x seeds) share their test examples, so a bootstrap must resample examples
+    with all their chains at once (a cluster bootstrap), never the chains' rows as if independent.
+    `chains` holds (task order, correct matrix) per chain."""
+    per_chain = []
+    for order, correct in chains:
+        T = len(correct)
+        vals = example_values(correct, metric)
+        tasks = range(T) if metric == "aa" else range(T - 1)
+        keys = [(order[j], e) for j in tasks for e in range(len(correct[T - 1][j] or []))]
+        per_chain.append(dict(zip(keys, vals)))
+    acc: dict[tuple[str, int], float] = {}
+    for d in per_chain:
+        for k, v in d.items():
+            acc[k] = acc.get(k, 0.0) + v / (len(per_chain) * len(d))
+    return {k: len(acc) * u for k, u in acc.items()}

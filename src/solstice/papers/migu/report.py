@@ -9,51 +9,68 @@ from typing import Any
 
 from solstice.core.types import MetricValue
 from solstice.metrics import mean_metric
+from solstice.metrics.stats import paired_difference_metric, two_sample_difference_metric
 from solstice.papers.migu.cl_metrics import (
     average_accuracy,
     backward_transfer,
     forgetting,
-    pooled_values,
+    item_values,
 )
 from solstice.report.plots import pyplot, save_figure
 
 HIGHER = {"aa": True, "forgetting": False, "bwt": True}
 
 
-def _chains_of(cfg: Any, results: dict[str, list[dict[str, Any]]], method: str):
+def _chains_of(cfg: Any, results: dict[str, list[dict[str, Any]]], method: str, seeds: Any = None):
+    """(task order, correct matrix) of every chain of a method (of the given seeds)."""
     from solstice.papers.migu.run import correct_matrix
 
     out = []
     for k, order in enumerate(cfg.orders):
-        for seed in cfg.seeds:
-            out.append(correct_matrix(results[f"o{k}-{method}-s{seed}"], order))
+        for seed in cfg.seeds if seeds is None else seeds:
+            out.append((order, correct_matrix(results[f"o{k}-{method}-s{seed}"], order)))
     return out
 
 
 def metrics_from_chains(cfg: Any, results: dict[str, list[dict[str, Any]]], diag: dict[str, Any] | None) -> dict[str, MetricValue]:
-    """Pooled AA / forgetting / BWT per method (mean over orders and seeds, bootstrap CI over test
-    examples) and paired differences between methods."""
+    """Pooled AA / forgetting / BWT per method (mean over orders and seeds) and paired differences
+    between methods. CIs resample test examples, each with every chain that shares it (a cluster
+    bootstrap: the chains reuse the same examples). With fewer than 5 seeds there is no interval over
+    seeds: each seed's difference is reported on its own (`..._seed<s>`)."""
+    from dataclasses import replace
+
     T = min(len(o) for o in cfg.orders)
     metrics: dict[str, MetricValue] = {}
-    values: dict[tuple[str, str], list[float]] = {}
+    values: dict[tuple[str, str, Any], dict[tuple[str, int], float]] = {}
+    groups = [("", None)] + [(f"_seed{s}", [s]) for s in cfg.seeds] if len(cfg.seeds) > 1 else [("", None)]
     for m in cfg.methods:
-        chains = _chains_of(cfg, results, m)
-        for name in ("aa", "forgetting", "bwt"):
-            if name != "aa" and T < 2:
-                continue
-            v = pooled_values(chains, name)
-            values[(m, name)] = v
-            metrics[f"{m}_{name}"] = mean_metric(v, higher_is_better=HIGHER[name],
-                                                 note=f"mean over {len(chains)} chains (orders x seeds)")
+        for sfx, seeds in groups:
+            chains = _chains_of(cfg, results, m, seeds)
+            for name in ("aa", "forgetting", "bwt"):
+                if name != "aa" and T < 2:
+                    continue
+                v = item_values(chains, name)
+                values[(m, name, sfx)] = v
+                if not sfx:
+                    metrics[f"{m}_{name}"] = replace(mean_metric(
+                        list(v.values()), higher_is_better=HIGHER[name],
+                        note=f"mean over {len(chains)} chains (orders x seeds); CI over test examples"), unit="items")
     pairs = [(m, "seqft") for m in cfg.methods if m != "seqft" and "seqft" in cfg.methods]
     if "migu" in cfg.methods and "random" in cfg.methods:
         pairs.append(("migu", "random"))
     for a, b in pairs:
         for name in ("aa", "forgetting", "bwt"):
-            if (a, name) in values and (b, name) in values:
-                d = [x - y for x, y in zip(values[(a, name)], values[(b, name)])]
-                metrics[f"{a}_minus_{b}_{name}"] = mean_metric(d, higher_is_better=HIGHER[name],
-                                                               note="paired over test examples")
+            for sfx, _ in groups:
+                if (a, name, sfx) in values and (b, name, sfx) in values:
+                    va, vb = values[(a, name, sfx)], values[(b, name, sfx)]
+                    keys = [k for k in va if k in vb]
+                    metrics[f"{a}_minus_{b}_{name}{sfx}"] = paired_difference_metric(
+                        [va[k] for k in keys], [vb[k] for k in keys], higher_is_better=HIGHER[name],
+                        note="paired over test examples (each with all its chains)" + (f"; seed {sfx[5:]} only" if sfx else ""))
+    if diag and diag.get("within") and diag.get("between"):
+        metrics["mask_jaccard_between_minus_within"] = two_sample_difference_metric(
+            diag["between"], diag["within"], higher_is_better=None,
+            note="mask overlap between tasks minus within a task (different pairs: two-sample bootstrap)")
     if diag and diag.get("units"):
         metrics["mask_jaccard_within"] = mean_metric(diag["within"], higher_is_better=None,
                                                      note="top-(1-q) mask overlap, two halves of one task")
@@ -128,7 +145,10 @@ def plot(cfg: Any, rows: list[dict[str, Any]], metrics: dict[str, MetricValue], 
                 warnings.simplefilter("ignore", RuntimeWarning)
                 M = np.nanmean(np.stack(mats), axis=0) * 100
             ax = axes[k][c]
-            ax.imshow(M, vmin=0, vmax=100, cmap="viridis")
+            im = ax.imshow(M, vmin=0, vmax=100, cmap="viridis")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("accuracy (%)", fontsize=6)
+            ax.set_xlabel("evaluated on", fontsize=7)
+            ax.set_ylabel("after training on", fontsize=7)
             for i in range(M.shape[0]):
                 for j in range(M.shape[1]):
                     if not np.isnan(M[i, j]):

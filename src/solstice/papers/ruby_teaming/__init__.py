@@ -48,11 +48,14 @@ PAPER = PaperSpec(
         Claim("sdi_gain_paper", "memory improves Simpson's diversity by +3%", "Ruby Teaming §5",
               not_run="reported on the Llama-2-7b-chat archive; see ruby_sdi_vs_rainbow for our proxy test"),
         Claim("ruby_asr_vs_rainbow", "memory raises archive ASR over Rainbow (proxy objective)", "Ruby Teaming abstract",
-              check="ruby_asr > rainbow_asr", setting="canary proxy, same seeds"),
+              check="ruby_minus_rainbow_asr > 0",
+              setting="canary proxy; paired by seed (fewer than 5 seeds: each seed shown, no interval)"),
         Claim("ruby_sei_vs_rainbow", "memory raises SEI over risk categories (proxy objective)", "Ruby Teaming §5",
-              check="ruby_sei_risk > rainbow_sei_risk", setting="canary proxy, same seeds"),
+              check="ruby_minus_rainbow_sei_risk > 0",
+              setting="canary proxy; paired by seed (fewer than 5 seeds: each seed shown, no interval)"),
         Claim("ruby_sdi_vs_rainbow", "memory raises SDI over risk categories (proxy objective)", "Ruby Teaming §5",
-              check="ruby_sdi_risk > rainbow_sdi_risk", setting="canary proxy, same seeds"),
+              check="ruby_minus_rainbow_sdi_risk > 0",
+              setting="canary proxy; paired by seed (fewer than 5 seeds: each seed shown, no interval)"),
     ),
     scales={
         "smoke": Reproduction(

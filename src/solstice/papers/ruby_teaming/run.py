@@ -1,5 +1,5 @@
 """Runner: every method (Rainbow = memory 0, Ruby = memory k) on every seed, each search resumable
-from its own checkpoint, then seed-level aggregates with bootstrap CIs and curves."""
+from its own checkpoint, then seed-level aggregates (an interval over seeds only from 5 seeds on) and curves."""
 
 from __future__ import annotations
 
@@ -170,6 +170,21 @@ def _parallel(cfg: Config, ctx, todo: list[tuple[str, int]], seeds: list[str]) -
     return out
 
 
+def _over_seeds(values: dict[int, float], hib: bool | None, note: str) -> dict[str, MetricValue]:
+    """The mean over seeds; a bootstrap CI over seeds only from 5 seeds on. With fewer, no interval:
+    each seed is reported on its own ("" -> the mean, "_seed<s>" -> one seed)."""
+    from dataclasses import replace
+
+    v = [x for x in values.values() if not math.isnan(x)]
+    if len(v) >= 5:
+        return {"": replace(mean_metric(v, higher_is_better=hib, note=note + "; bootstrap CI over seeds"), unit="seeds")}
+    out = {"": MetricValue(float(np.mean(v)) if v else math.nan, len(v), None, hib,
+                           note + f"; {len(v)} seed(s): no interval over seeds, each seed shown")}
+    for s, x in sorted(values.items()):
+        out[f"_seed{s}"] = MetricValue(x, 1, None, hib, f"seed {s}")
+    return out
+
+
 def _aggregate(cfg: Config, results: dict[str, dict[int, dict[str, Any]]], primary: str) -> dict[str, MetricValue]:
     out: dict[str, MetricValue] = {}
     names = list(REPORTED)
@@ -185,9 +200,8 @@ def _aggregate(cfg: Config, results: dict[str, dict[int, dict[str, Any]]], prima
                 vals[label] = {s: float(r["final"].get(key.format(ev=ev), math.nan)) for s, r in by_seed.items()}
         for label, v in vals.items():
             hib = not any(label.startswith(x) for x in LOWER_IS_BETTER)
-            out[f"{method}_{label}"] = _over_seeds(list(v.values()), hib)
-            for sd, x in v.items():
-                out[f"{method}_{label}_seed{sd}"] = MetricValue(x, 1, None, hib, f"seed {sd}", unit="seeds")
+            for sfx, mv in _over_seeds(v, hib, f"mean over {len(v)} seeds").items():
+                out[f"{method}_{label}{sfx}"] = mv
         calls = [sum(st["calls"] for st in r["stats"].values()) for r in by_seed.values()]
         out[f"{method}_llm_calls"] = mean_metric(calls, higher_is_better=None, note="LLM calls per search")
         per_method[method] = vals
@@ -199,24 +213,9 @@ def _aggregate(cfg: Config, results: dict[str, dict[int, dict[str, Any]]], prima
                 a, b = per_method[method].get(label, {}), per_method["rainbow"].get(label, {})
                 common = sorted(set(a) & set(b))
                 if common:
-                    out[f"{method}_minus_rainbow_{label}"] = _over_seeds([a[s] - b[s] for s in common], True,
-                                                                          paired=True)
-                    for sd in common:
-                        out[f"{method}_minus_rainbow_{label}_seed{sd}"] = MetricValue(
-                            a[sd] - b[sd], 1, None, True, f"seed {sd}, paired", unit="seeds")
+                    for sfx, mv in _over_seeds({s: a[s] - b[s] for s in common}, True, "paired by seed").items():
+                        out[f"{method}_minus_rainbow_{label}{sfx}"] = mv
     return out
-
-
-def _over_seeds(values: list[float], hib: bool | None, *, paired: bool = False) -> MetricValue:
-    """The mean over seeds; a bootstrap CI over seeds only with 5 or more (fewer: the per-seed
-    values are reported beside it, no CI)."""
-    what = "paired by seed" if paired else f"mean over {len(values)} seeds"
-    if len(values) >= 5:
-        m = mean_metric(values, higher_is_better=hib, note=f"{what}; bootstrap CI over seeds")
-        return MetricValue(m.value, m.n, m.ci95, hib, m.note, unit="seeds")
-    ok = [v for v in values if not math.isnan(v)]
-    return MetricValue(float(np.mean(ok)) if ok else math.nan, len(values), None, hib,
-                       f"{what}; fewer than 5 seeds: no CI, see the _seed<N> values", unit="seeds")
 
 
 def _write_curves(ctx, results: dict[str, dict[int, dict[str, Any]]], primary: str) -> None:
@@ -232,10 +231,13 @@ def _write_curves(ctx, results: dict[str, dict[int, dict[str, Any]]], primary: s
             mat = np.array([[next((c.get(key, np.nan) for c in r["curve"] if c["iteration"] == i), np.nan)
                              for i in its] for r in by_seed.values()], dtype=float)
             mu, sd = np.nanmean(mat, axis=0), np.nanstd(mat, axis=0)
-            ax.plot(its, mu, label=method)
-            ax.fill_between(its, mu - sd, mu + sd, alpha=0.2)
+            ax.plot(its, mu, label=method, marker="o" if len(its) == 1 else None)
+            if mat.shape[0] > 1:  # a spread over one seed is no spread
+                ax.fill_between(its, mu - sd, mu + sd, alpha=0.2)
         ax.set_title(title)
         ax.set_xlabel("iteration")
     axes[0].legend()
     path = save_figure(fig, ctx.artifact("curves.png"), dpi=110)
-    ctx.add_plot(path, f"archive ASR / SEI / SDI ({primary} evaluator) vs iteration; mean ± sd over seeds")
+    n_seeds = max(len(by_seed) for by_seed in results.values())
+    spread = "mean ± sd over seeds" if n_seeds > 1 else "one seed"
+    ctx.add_plot(path, f"archive ASR / SEI / SDI ({primary} evaluator) vs iteration; {spread}")

@@ -109,8 +109,9 @@ def analyse(cfg: Config, ctx, items: dict[str, list[QAItem]], stress: list[str],
                           np.array([r["correct"] for r in rows_of[n]], dtype=int), st)
     curves: dict[str, dict[str, list[float]]] = {}
     report["ranges"], report["ood"] = {}, {}
+    idds: dict[str, dict[str, Any]] = {}
     for pos in POSITIONS:
-        idd = {n: in_distribution(data[n], pos, ps) for n in kept}
+        idd = idds[pos] = {n: in_distribution(data[n], pos, ps) for n in kept}
         report["ranges"][pos] = {n: idd[n]["ranges"] for n in kept}
         # (1) SE prediction, (2) hallucination detection, in distribution
         se_groups = [(idd[n]["y_se"], idd[n]["sep"]) for n in kept]
@@ -170,6 +171,12 @@ def analyse(cfg: Config, ctx, items: dict[str, list[QAItem]], stress: list[str],
                 metrics[f"{name}_auroc_stress_{sname}_{pos}"] = mean_auroc_metric(
                     [(data[sname].is_error, final[name].risk(data[sname].states[pos]))], n_resamples=B,
                     note=f"trained on {'+'.join(kept)}")
+    if {"slt", "tbg"} <= set(idds):  # the two token positions, paired on the same test questions
+        same = [n for n in kept if np.array_equal(idds["slt"][n]["test"], idds["tbg"][n]["test"])]
+        if same:
+            metrics["sep_se_slt_minus_tbg_id"] = paired_difference_metric(
+                [(idds["slt"][n]["y_se"], idds["slt"][n]["sep"], idds["tbg"][n]["sep"]) for n in same],
+                n_resamples=B, note="SEP vs binarised SE: SLT AUROC - TBG AUROC, same test questions")
     report["layer_curves"] = curves
     _write_report(ctx, report)
     _plot(ctx, curves, kept)

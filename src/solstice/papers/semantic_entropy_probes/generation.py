@@ -105,9 +105,10 @@ def _sample_params(s: GenSettings, seed: int) -> GenParams:
 
 
 def _is_hf(model: Any) -> bool:
+    from solstice.models.base import unwrap
     from solstice.models.hf import HFModel
 
-    return isinstance(model, HFModel)
+    return isinstance(unwrap(model), HFModel)
 
 
 def _pick(cols: Sequence[Any], slt_offset: int, dtype: Any = np.float16) -> dict[str, np.ndarray]:

@@ -96,7 +96,7 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
                 row.update(states_file=f, states_row=r)
         return rows
 
-    gen_rows = ctx.map(samples, gen, batch_size=cfg.batch_size, key="gen", description="generate")
+    gen_rows = ctx.map(samples, gen, batch_size=cfg.batch_size, key="gen", description="generate", roles=("target",))
     by_id = {s.id: r for s, r in zip(samples, gen_rows)}
 
     judge_model = ctx.model("judge") if "llm" in (cfg.judge, *cfg.ablation_judges) else None
@@ -121,7 +121,8 @@ def _cluster(ctx, samples: list[Sample], by_id: dict[str, dict[str, Any]], judge
                                                           strict=strict)})
         return out
 
-    rows = ctx.map(samples, fn, batch_size=32, key=f"se-{kind}", description=f"cluster ({kind})")
+    rows = ctx.map(samples, fn, batch_size=32, key=f"se-{kind}", description=f"cluster ({kind})",
+                   roles=("target", "judge") if kind == "llm" else ("target",))
     return {s.id: r for s, r in zip(samples, rows)}
 
 
