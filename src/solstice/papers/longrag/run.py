@@ -217,6 +217,8 @@ def _reader(cfg: Config, ctx, wb: Workbench, questions) -> dict[str, MetricValue
         if lost:
             ctx.warn(f"reader {arm}: {lost} of {len(rows)} contexts lost units or were cut to fit the budget or window")
     if {"passages", "units"} <= set(per_arm):
+        from solstice.metrics.stats import paired_difference_metric
+
         both = [i for i in per_arm["units"] if i in per_arm["passages"]
                 and not per_arm["units"][i].get("error") and not per_arm["passages"][i].get("error")]
         for m in ("em_longrag", "em_strict", "support", "context_tokens"):
