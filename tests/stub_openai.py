@@ -16,6 +16,7 @@ class StubState:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.reply = "stub reply"
+        self.images: list[str] = []  # image URLs received in content parts (data URLs)
         self.models = [{"id": "stub"}]  # what GET /models lists
         self.lock = threading.Lock()
 
@@ -52,6 +53,12 @@ def make_handler(state: StubState):
                 return
             if self.path.endswith("/chat/completions"):
                 last = body["messages"][-1]["content"]
+                if isinstance(last, list):  # content parts: text, and images as data URLs
+                    urls = [p["image_url"]["url"] for p in last if p.get("type") == "image_url"]
+                    with state.lock:
+                        state.images.extend(urls)
+                    text = " ".join(p.get("text", "") for p in last if p.get("type") == "text")
+                    last = f"{text} [{len(urls)} image(s)]"
                 n_choices = body.get("n", 1)
                 choice = {"index": 0, "finish_reason": "stop",
                           "message": {"role": "assistant", "content": f"{state.reply}: {last}"}}

@@ -49,7 +49,7 @@ class RunResult:
     needs_data: bool = False  # failed only because a dataset is not available here
 
 
-def resolve_models(paper: PaperSpec, scale_models: dict[str, str], given: Sequence[str]) -> dict[str, str]:
+def resolve_models(paper: PaperSpec, scale_models: dict[str, str], given: Sequence[str], cfg: Any = None) -> dict[str, str]:
     """Role -> spec: paper defaults < scale preset < `--model role=spec` (a bare spec sets every role)."""
     models = {r: role.default for r, role in paper.roles.items()}
     models.update({r: s for r, s in scale_models.items() if r in models})
@@ -64,11 +64,15 @@ def resolve_models(paper: PaperSpec, scale_models: dict[str, str], given: Sequen
                 models[r] = item
     for role, spec in models.items():
         caps = static_capabilities(parse_spec(spec))
-        missing = paper.roles[role].requires - caps
+        r = paper.roles[role]
+        needs = r.requires | (r.requires_for(cfg) if r.requires_for is not None and cfg is not None else frozenset())
+        missing = needs - caps
         if missing:
             raise CapabilityError(
                 f"model '{spec}' for role '{role}' cannot do {', '.join(sorted(missing))}, which "
                 f"{paper.id} needs" + ("; use an hf: model" if "whitebox" in missing else "")
+                + ("; use a vision-language model (or the paper's text-only ablation, where it offers one)"
+                   if "vision" in missing else "")
             )
     return models
 
@@ -91,11 +95,11 @@ def prepare(
         if config_hash(cfg) != old["config_hash"]:
             raise ResumeError(f"refusing to resume '{resume}': the config changed (hash {config_hash(cfg)} != {old['config_hash']})")
         model_specs = dict(old["model_specs"])
-        if models and resolve_models(paper, model_specs, models) != model_specs:
+        if models and resolve_models(paper, model_specs, models, cfg) != model_specs:
             raise ResumeError(f"refusing to resume '{resume}': the models changed")
         return paper, cfg, model_specs, old.get("limit"), int(old.get("seed", 0)), old
     cfg = build_config(paper.config_cls, layers=[dict(repro.overrides)], files=config_files, sets=sets, where=paper_id)
-    model_specs = resolve_models(paper, dict(repro.models), models)
+    model_specs = resolve_models(paper, dict(repro.models), models, cfg)
     eff_limit = limit if limit is not None else repro.limit
     if eff_limit is not None and eff_limit < 1:
         raise ConfigError("--limit must be a positive number")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from solstice.errors import CapabilityError
+from solstice.models.vision import CAP_VISION, IMAGE_PLACEHOLDER, content_text  # noqa: F401 (CAP_VISION re-exported)
 
 CAP_GENERATE = "generate"
 CAP_CHAT = "chat"
@@ -27,7 +28,7 @@ CAP_WHITEBOX = "whitebox"
 
 class Message(TypedDict):
     role: str
-    content: str
+    content: str | list[dict[str, Any]]  # text, or text and image parts (see solstice.models.vision)
 
 
 Prompt = str | Sequence[Message]
@@ -177,7 +178,7 @@ class Model:
         """The prompt as the text the model reads (chat template applied)."""
         if isinstance(prompt, str):
             return prompt
-        return "".join(f"{m['role']}: {m['content']}\n" for m in prompt) + (
+        return "".join(f"{m['role']}: {content_text(m['content'], IMAGE_PLACEHOLDER)}\n" for m in prompt) + (
             "assistant: " if add_generation_prompt else ""
         )
 

