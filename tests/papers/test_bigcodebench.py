@@ -352,6 +352,48 @@ def test_samples_file_errors_are_one_line(tmp_path):
         read_samples(bad)
 
 
+@pytest.fixture()
+def base_model_dir(tmp_path):
+    """A tiny random Llama saved with a tokenizer that has no chat template (a base model)."""
+    from solstice.models.tiny import build_tiny
+
+    model, tok = build_tiny("llama")
+    tok.chat_template = None
+    out = tmp_path / "base"
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    assert "chat_template" not in (out / "tokenizer_config.json").read_text()
+    return out
+
+
+@linux
+def test_base_model_without_template_gets_direct_completion(tmp_path, tiny_tasks, base_model_dir):
+    """The reference's rule: a model without a chat template reads the raw complete_prompt with the
+    direct-completion stop strings; forcing chat on it is a ConfigError (exit 2), not a crash."""
+    from solstice.core.runner import run_paper
+
+    common = [f"tasks_file={tiny_tasks[0]}", "workers=1", "timeout=20", "max_new_tokens=16",
+              "check_gt=false"]
+    res = run_paper("bigcodebench", sets=common, models=[f"hf:{base_model_dir}"], out=tmp_path / "runs",
+                    allow_code_exec=True)
+    assert res.status == "completed", res.error
+    gen = [json.loads(x) for x in (res.path / "samples.jsonl").read_text().splitlines() if '"gen"' in x]
+    assert gen and all(r["mode"] == "direct" for r in gen)
+    forced = run_paper("bigcodebench", sets=common + ["direct_completion=false"], models=[f"hf:{base_model_dir}"],
+                       out=tmp_path / "runs", allow_code_exec=True)
+    assert forced.status == "failed" and forced.exit_code == 2 and "no chat template" in forced.error
+
+
+def test_model_with_a_template_keeps_prefill():
+    from solstice.models.loader import load_model
+    from solstice.papers.bigcodebench import prompts
+
+    tiny = load_model("tiny:llama")
+    assert tiny.has_chat_template
+    assert prompts.request_mode(tiny, direct_completion=None, prefill=True) == "prefill"
+    assert prompts.request_mode(tiny, direct_completion=True, prefill=True) == "direct"
+
+
 @linux
 def test_the_work_queue_keeps_both_workers_busy_and_hands_results_back_in_order(tiny_tasks):
     """No batch barrier: while one worker runs a slow sample, the other works through the next

@@ -193,6 +193,13 @@ class Model:
     def context_window(self) -> int:
         return int(self.spec.options.get("context_window", 8192))
 
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the model brings its own chat format (hf: the tokenizer's template or an explicit
+        `?chat_template=chatml`; API backends: the server's). A base model without one reads raw
+        text best; chat prompts to it use a stand-in ChatML template."""
+        return True
+
     def generate_text(self, prompts: Sequence[Prompt], params: GenParams | None = None, **kw: Any) -> list[str]:
         """Convenience: the first completion's text for each prompt."""
         p = (params or GenParams()).replace(**kw) if kw else (params or GenParams())
@@ -232,6 +239,10 @@ class ModelWrapper(Model):
     @property
     def max_in_flight(self) -> int:  # type: ignore[override]
         return self.inner.max_in_flight
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.inner.has_chat_template
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams | None = None) -> list[list[Completion]]:
         return self.inner.generate(prompts, params)

@@ -103,6 +103,7 @@ class HFModel(Model):
         self.tokenizer = tokenizer
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._native_template = bool(getattr(self.tokenizer, "chat_template", None)) or "chat_template" in opts
         if not getattr(self.tokenizer, "chat_template", None) or opts.get("chat_template") == "chatml":
             self.tokenizer.chat_template = CHATML_TEMPLATE
         self.model.eval()
@@ -170,6 +171,10 @@ class HFModel(Model):
             "dtype": str(next(self.model.parameters()).dtype),
             "device": str(self.device),
         }
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._native_template
 
     # -- text helpers ------------------------------------------------------------------------
     def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
@@ -421,6 +426,25 @@ class HFModel(Model):
                 if positions is not None:
                     h = h[:, list(positions[i])]
                 out[i] = h.float().cpu()
+        return out
+
+    def hidden_states_of_ids(self, sequences: Sequence[Sequence[int]], positions: Sequence[Sequence[int]]) -> list[Any]:
+        """Residual streams of every layer at the given positions of token-id sequences read as
+        they are (no template, no special tokens): a float32 CPU tensor [L+1, len(positions[i]), d]
+        each, from one left-padded pass per batch with explicit position ids (so a padded row
+        reads exactly as it would alone)."""
+        torch = self.torch
+        out: list[Any] = [None] * len(sequences)
+        for idx in self._batches([len(s) for s in sequences]):
+            ids, mask = self._pad_left([list(sequences[i]) for i in idx])
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.no_grad():
+                hs = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True).hidden_states
+            stack = torch.stack(hs, dim=1)  # [B, L+1, T, d]
+            width = ids.shape[1]
+            for r, i in enumerate(idx):
+                cols = [width - len(sequences[i]) + p for p in positions[i]]
+                out[i] = stack[r, :, cols].float().cpu()
         return out
 
     def module_names(self) -> list[str]:

@@ -31,8 +31,9 @@ class Config(BaseConfig):
     partial: bool = Field(False, description="with samples=: score only the tasks the file covers instead of failing")
     sanitize_samples: bool = Field(False, description="with samples=: sanitize each solution before running it")
     # generation
-    direct_completion: bool = Field(
-        False, description="base-model mode: raw complete_prompt and the direct-completion stop strings (paper §3)")
+    direct_completion: bool | None = Field(
+        None, description="base-model mode: raw complete_prompt and the direct-completion stop strings (paper §3); "
+        "unset = automatic: on for a model without its own chat template, off otherwise")
     prefill: bool = Field(
         True, description="pre-fill the assistant turn of local chat models with the response prefix and a ```python fence")
     strip_newlines: bool = Field(False, description="direct mode: strip trailing newlines of the prompt (StarCoder2/Granite)")
