@@ -93,6 +93,7 @@ def build_tiny_cross_encoder(save_to: str | Path, *, seed: int = 0) -> Path:
     from tokenizers import processors
 
     tok = tiny_tokenizer()
+    tok.chat_template = None  # a plain (query, document) pair encoder, as BERT cross-encoders are
     bos, eos = tok.bos_token, tok.eos_token
     tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}",

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("point", "pair", "contrast")
 WEIGHTINGS = ("sum", "fixed", "mgda")
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 # ----------------------------------------------------------------------------------------- losses
@@ -100,7 +101,8 @@ def min_norm_two(g11: float, g12: float, g22: float) -> tuple[float, float]:
 def min_norm_weights(gram, *, max_iter: int = 100, tol: float = 1e-3) -> list[float]:
     """Frank–Wolfe for min_α αᵀMα on the simplex (MGDA-UB), M = task-gradient Gram matrix (T, T).
     Starts uniform; each step moves toward e_t, t = argmin (Mα)_t, by the exact line minimiser γ;
-    stops when γ < tol, max α ≈ 1 or after `max_iter` steps."""
+    stops when γ < tol or after `max_iter` steps. Unlike the reference code it does not stop on
+    reaching a vertex (max α ≈ 1): the optimum may lie just inside the simplex (tested)."""
     import numpy as np
 
     m = np.asarray(gram, dtype=np.float64)
@@ -114,10 +116,12 @@ def min_norm_weights(gram, *, max_iter: int = 100, tol: float = 1e-3) -> list[fl
         ma = m @ alpha
         t = int(np.argmin(ma))
         uu, ut, tt = float(alpha @ ma), float(ma[t]), float(m[t, t])
+        if tt - 2 * ut + uu <= 1e-20:  # already at g_t: no move improves along this segment
+            break
         gamma, _ = min_norm_two(tt, ut, uu)  # weight on e_t between g_t and the current point
         alpha = (1 - gamma) * alpha
         alpha[t] += gamma
-        if gamma < tol or alpha.max() > 1 - 1e-9:
+        if gamma < tol:
             break
     return [float(a) for a in alpha]
 
@@ -153,7 +157,7 @@ class RerankerConfig:
     epochs: int = 1
     lr: float = 1e-5
     batch_size: int = 4
-    max_length: int = 256
+    max_length: int = 256  # used when `train_reranker` loads the model from a path
     tau: float = 0.07
     seed: int = 42
     grad_clip: float | None = 1.0
@@ -187,7 +191,7 @@ def point_target(record: dict[str, Any]) -> int:
 
 def load_reranker(path_or_name: str | Path, *, max_length: int | None = None, device: str | None = None):
     """A `sentence_transformers.CrossEncoder` with one output logit."""
-    st = require("sentence_transformers", "retrieval")
+    st = require("sentence_transformers", "rag", "the reranker", package="sentence-transformers")
     return st.CrossEncoder(str(path_or_name), num_labels=1, max_length=max_length, device=device)
 
 
@@ -222,8 +226,10 @@ def _batch_losses(model, batch: list[dict[str, Any]], cfg: RerankerConfig) -> di
         if "contrast" in cfg.tasks and r.get("positive") and r.get("negative"):
             add("contrast", q, list(r["positive"]) + list(r["negative"]))
             con_labels.append([1] * len(r["positive"]) + [0] * len(r["negative"]))
-    enc = model.tokenizer(queries, docs, padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt")
-    enc = {k: v.to(model.model.device) for k, v in enc.items()}
+    # the CrossEncoder's own preprocessing (truncation, any prompt template) so that training sees
+    # exactly what `predict` sees
+    feats = model.preprocess(list(zip(queries, docs)))
+    enc = {k: v.to(model.model.device) for k, v in feats.items() if k in _MODEL_INPUTS}
     need_hidden = bool(spans.get("contrast"))
     out = model.model(**enc, output_hidden_states=need_hidden)
     scores = out.logits[:, 0]
