@@ -34,6 +34,9 @@ _EXPORTS = {
     "load_trainable": "solstice.training.params",
     "attach_hooks": "solstice.training.hf",
     "FrozenPrefix": "solstice.training.prefix",
+    "RerankerConfig": "solstice.training.reranker",
+    "train_reranker": "solstice.training.reranker",
+    "rerank": "solstice.training.reranker",
 }
 
 __all__ = sorted(_EXPORTS)
