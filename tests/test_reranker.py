@@ -10,8 +10,8 @@ import random
 
 import numpy as np
 import pytest
-from conftest import needs_data
 
+from conftest import needs_data
 from solstice.errors import ConfigError, DataError
 from solstice.retrieval.preferences import (
     Preference,
@@ -42,7 +42,10 @@ def test_preference_rule_cases():
 
 
 def test_answer_scores_use_containment_and_f1():
-    assert answer_scores("It was August 2, 1990.", ["August 2 , 1990", "1995"]) == (1, pytest.approx(0.75))  # P 3/5, R 1
+    assert answer_scores("It was August 2, 1990.", ["August 2 , 1990", "1995"]) == (
+        1,
+        pytest.approx(0.75),
+    )  # P 3/5, R 1
     assert answer_scores("varies by country", ["1995"]) == (0, 0.0)
     assert answer_preference("no idea", "the answer is Paris", ["Paris"]) is P.ALIGNED
     assert answer_preference("Paris", "Lyon", ["Paris"]) is P.UNALIGNED
@@ -84,7 +87,14 @@ def test_order_and_records_are_seeded_and_consistent():
 def test_pointwise_loss_matches_formula():
     s = torch.tensor([2.0, -1.0, 0.3])
     y = torch.tensor([1, 0, 0])
-    ref = -(math.log(1 / (1 + math.exp(-2.0))) + math.log(1 - 1 / (1 + math.exp(1.0))) + math.log(1 - 1 / (1 + math.exp(-0.3)))) / 3
+    ref = (
+        -(
+            math.log(1 / (1 + math.exp(-2.0)))
+            + math.log(1 - 1 / (1 + math.exp(1.0)))
+            + math.log(1 - 1 / (1 + math.exp(-0.3)))
+        )
+        / 3
+    )
     assert float(rr.pointwise_loss(s, y)) == pytest.approx(ref, rel=1e-6)
 
 
@@ -93,7 +103,10 @@ def test_ranknet_equals_bruteforce():
     s = torch.randn(3, 4, generator=g, dtype=torch.float64)
     ref = []
     for row in s.tolist():
-        terms = [-math.log(1 / (1 + math.exp(-(row[i] - row[j])))) for i, j in itertools.combinations(range(4), 2)]
+        terms = [
+            -math.log(1 / (1 + math.exp(-(row[i] - row[j]))))
+            for i, j in itertools.combinations(range(4), 2)
+        ]
         ref.append(sum(terms) / 6)
     assert float(rr.ranknet_loss(s)) == pytest.approx(np.mean(ref), rel=1e-10)
     # a list already ordered by a wide margin costs ~0, the reversed list a lot
@@ -118,10 +131,17 @@ def _supcon_ref(z, labels, tau):
 def test_supcon_equals_bruteforce():
     g = torch.Generator().manual_seed(1)
     z = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
-    labels = torch.tensor([[1, 1, 0, 0, 0], [1, 0, 1, 0, 2]])  # label 2 has no positive: anchor left out
+    labels = torch.tensor(
+        [[1, 1, 0, 0, 0], [1, 0, 1, 0, 2]]
+    )  # label 2 has no positive: anchor left out
     got = float(rr.supcon_loss(z, labels, tau=0.5))
-    per = [(_supcon_ref(z[b].tolist(), labels[b].tolist(), 0.5), int(sum(
-        1 for i in range(5) if (labels[b] == labels[b][i]).sum() > 1))) for b in range(2)]
+    per = [
+        (
+            _supcon_ref(z[b].tolist(), labels[b].tolist(), 0.5),
+            int(sum(1 for i in range(5) if (labels[b] == labels[b][i]).sum() > 1)),
+        )
+        for b in range(2)
+    ]
     ref = sum(v * n for v, n in per) / sum(n for _, n in per)
     assert got == pytest.approx(ref, rel=1e-9)
     # separated clusters give a lower loss than mixed ones
@@ -157,8 +177,13 @@ def test_mgda_many_tasks_on_simplex_and_near_optimal():
             a = np.array(rr.min_norm_weights(m, tol=1e-8, max_iter=5000))
             assert a.min() >= 0 and a.sum() == pytest.approx(1.0)
             # Frank-Wolfe without away steps converges sublinearly near a face: within 1%
-            best = minimize(lambda x: x @ m @ x, np.full(t, 1 / t), bounds=[(0, 1)] * t,
-                            constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1}], method="SLSQP")
+            best = minimize(
+                lambda x, m=m: x @ m @ x,
+                np.full(t, 1 / t),
+                bounds=[(0, 1)] * t,
+                constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1}],
+                method="SLSQP",
+            )
             assert a @ m @ a <= best.fun * 1.01 + 1e-9
 
 
@@ -213,7 +238,9 @@ def test_reranker_learns_separable_pairs_and_reloads(tiny_ce_dir, tmp_path):
     held = _synthetic_records(8, seed=1)
     model = rr.load_reranker(tiny_ce_dir, max_length=32)
     before = rr.classification_report(model, held)
-    cfg = rr.RerankerConfig(epochs=4, lr=3e-3, batch_size=8, max_length=32, seed=0, weighting="mgda")
+    cfg = rr.RerankerConfig(
+        epochs=4, lr=3e-3, batch_size=8, max_length=32, seed=0, weighting="mgda"
+    )
     res = rr.train_reranker(train, model, cfg)
     after = rr.classification_report(res.model, held)
     assert after["accuracy"] >= 0.95, (before, after)
@@ -226,13 +253,22 @@ def test_reranker_learns_separable_pairs_and_reloads(tiny_ce_dir, tmp_path):
     saved = rr.save_reranker(res.model, tmp_path / "rr")
     again = rr.load_reranker(saved, max_length=32)
     pairs = [(r["query"], r["classification"]["text"]) for r in held]
-    assert np.allclose(res.model.predict(pairs, show_progress_bar=False), again.predict(pairs, show_progress_bar=False), atol=1e-6)
+    assert np.allclose(
+        res.model.predict(pairs, show_progress_bar=False),
+        again.predict(pairs, show_progress_bar=False),
+        atol=1e-6,
+    )
 
 
 def test_reranker_seeded_and_mgda_weights_on_simplex(tiny_ce_dir):
     train = _synthetic_records(6, seed=2)
-    cfg = rr.RerankerConfig(epochs=1, lr=1e-3, batch_size=4, max_length=32, seed=7, weighting="mgda")
-    runs = [rr.train_reranker(train, rr.load_reranker(tiny_ce_dir, max_length=32), cfg).history for _ in range(2)]
+    cfg = rr.RerankerConfig(
+        epochs=1, lr=1e-3, batch_size=4, max_length=32, seed=7, weighting="mgda"
+    )
+    runs = [
+        rr.train_reranker(train, rr.load_reranker(tiny_ce_dir, max_length=32), cfg).history
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1]  # same seed → same losses and weights
     for h in runs[0]:
         w = [v for k, v in h.items() if k.startswith("weight_")]
@@ -243,7 +279,9 @@ def test_reranker_bad_input(tiny_ce_dir):
     with pytest.raises(DataError):
         rr.train_reranker([], str(tiny_ce_dir))
     with pytest.raises(DataError):
-        rr.train_reranker([{"query": "q", "classification": {"text": "d", "label": 3}}], str(tiny_ce_dir))
+        rr.train_reranker(
+            [{"query": "q", "classification": {"text": "d", "label": 3}}], str(tiny_ce_dir)
+        )
     with pytest.raises(ConfigError):
         rr.RerankerConfig(tasks=("point", "listwise")).validate()
     assert rr.rerank("q", [], None) == []
@@ -257,7 +295,10 @@ def test_label_rule_and_scorer_reproduce_released_rows():
 
     n_rows = n_answers = 0
     for split in ("valid", "test"):
-        path = resolve(DataSource("dpa-rag-examples", f"dpa-rag-examples/example_{split}_dataset.jsonl"), download=False)
+        path = resolve(
+            DataSource("dpa-rag-examples", f"dpa-rag-examples/example_{split}_dataset.jsonl"),
+            download=False,
+        )
         for row in read_jsonl(path):
             refs = row["reference"]
             for side in ("before", "after"):
@@ -265,10 +306,18 @@ def test_label_rule_and_scorer_reproduce_released_rows():
                 assert em == row[side]["em"], (row["question"], side)
                 assert f1 == pytest.approx(row[side]["f1"], abs=1e-6), (row["question"], side)
                 n_answers += 1
-            assert answer_preference(row["before"]["answer"], row["after"]["answer"], refs) == row["category"]
+            assert (
+                answer_preference(row["before"]["answer"], row["after"]["answer"], refs)
+                == row["category"]
+            )
             b, a = row["before"], row["after"]
             assert preference(b["em"], b["f1"], a["em"], a["f1"]) == row["category"]
             n_rows += 1
     assert (n_rows, n_answers) == (40, 80)
-    train = read_jsonl(resolve(DataSource("dpa-rag-examples", "dpa-rag-examples/example_train_dataset.jsonl"), download=False))
+    train = read_jsonl(
+        resolve(
+            DataSource("dpa-rag-examples", "dpa-rag-examples/example_train_dataset.jsonl"),
+            download=False,
+        )
+    )
     assert sorted(rr.point_target(r) for r in train) == [0] * 10 + [1] * 10

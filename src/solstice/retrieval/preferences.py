@@ -91,7 +91,12 @@ def has_answer_preference(document: str, answers: Iterable[str] | str) -> Prefer
 def order_by_preference(prefs: Sequence[Preference]) -> list[int]:
     """Candidate indices best → worst: by graded gain (aligned, both-correct, the rest), then
     neutral-incorrect above unaligned, ties kept in retriever order (stable)."""
-    key = {Preference.ALIGNED: 0, Preference.BOTH_CORRECT: 1, Preference.BOTH_INCORRECT: 2, Preference.UNALIGNED: 3}
+    key = {
+        Preference.ALIGNED: 0,
+        Preference.BOTH_CORRECT: 1,
+        Preference.BOTH_INCORRECT: 2,
+        Preference.UNALIGNED: 3,
+    }
     return sorted(range(len(prefs)), key=lambda i: key[Preference(prefs[i])])
 
 

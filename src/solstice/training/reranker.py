@@ -127,7 +127,10 @@ def min_norm_weights(gram, *, max_iter: int = 100, tol: float = 1e-3) -> list[fl
 
 
 def task_weights(
-    losses: Sequence[Any], params: Sequence[Any], weighting: str, fixed: Sequence[float] | None = None
+    losses: Sequence[Any],
+    params: Sequence[Any],
+    weighting: str,
+    fixed: Sequence[float] | None = None,
 ) -> list[float]:
     """Weights for the task losses: all 1 (`sum`), `fixed`, or MGDA from their gradients w.r.t.
     `params` (the shared encoder)."""
@@ -143,7 +146,14 @@ def task_weights(
     flat = []
     for loss in losses:
         grads = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
-        flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]))
+        flat.append(
+            torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                    for g, p in zip(grads, params)
+                ]
+            )
+        )
     g = torch.stack(flat).double()
     return min_norm_weights((g @ g.T).cpu().numpy())
 
@@ -167,7 +177,9 @@ class RerankerConfig:
         if bad or not self.tasks:
             raise ConfigError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
         if self.weighting not in WEIGHTINGS:
-            raise ConfigError(f"unknown weighting '{self.weighting}'; use one of {', '.join(WEIGHTINGS)}")
+            raise ConfigError(
+                f"unknown weighting '{self.weighting}'; use one of {', '.join(WEIGHTINGS)}"
+            )
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.tau <= 0:
             raise ConfigError("epochs, batch_size, lr and tau must be positive")
 
@@ -189,7 +201,9 @@ def point_target(record: dict[str, Any]) -> int:
     return 1 if label == 1 else 0
 
 
-def load_reranker(path_or_name: str | Path, *, max_length: int | None = None, device: str | None = None):
+def load_reranker(
+    path_or_name: str | Path, *, max_length: int | None = None, device: str | None = None
+):
     """A `sentence_transformers.CrossEncoder` with one output logit."""
     st = require("sentence_transformers", "rag", "the reranker", package="sentence-transformers")
     return st.CrossEncoder(str(path_or_name), num_labels=1, max_length=max_length, device=device)
@@ -288,7 +302,11 @@ def train_reranker(
             names = list(losses)
             fixed = None
             if cfg.weighting == "fixed":
-                fixed = [cfg.fixed_weights[cfg.tasks.index(n)] for n in names] if cfg.fixed_weights else None
+                fixed = (
+                    [cfg.fixed_weights[cfg.tasks.index(n)] for n in names]
+                    if cfg.fixed_weights
+                    else None
+                )
             weights = task_weights([losses[n] for n in names], shared, cfg.weighting, fixed)
             total = sum(w * losses[n] for w, n in zip(weights, names))
             opt.zero_grad()
@@ -311,19 +329,30 @@ def train_reranker(
 
 
 # -------------------------------------------------------------------------------------- inference
-def rerank(query: str, documents: Sequence[str], model: Any, *, top_k: int | None = None, batch_size: int = 32) -> list[tuple[int, float]]:
+def rerank(
+    query: str,
+    documents: Sequence[str],
+    model: Any,
+    *,
+    top_k: int | None = None,
+    batch_size: int = 32,
+) -> list[tuple[int, float]]:
     """(index, score) of `documents` by descending reranker score, ties in input order; the first
     `top_k` when given. Works with any CrossEncoder."""
     if not documents:
         return []
-    scores = model.predict([(query, d) for d in documents], batch_size=batch_size, show_progress_bar=False)
+    scores = model.predict(
+        [(query, d) for d in documents], batch_size=batch_size, show_progress_bar=False
+    )
     ranked = sorted(range(len(documents)), key=lambda i: (-float(scores[i]), i))
     if top_k is not None:
         ranked = ranked[:top_k]
     return [(i, float(scores[i])) for i in ranked]
 
 
-def classification_report(model: Any, records: Sequence[dict[str, Any]], *, threshold: float = 0.5) -> dict[str, float]:
+def classification_report(
+    model: Any, records: Sequence[dict[str, Any]], *, threshold: float = 0.5
+) -> dict[str, float]:
     """Accuracy and precision/recall/F1 of the aligned class on labelled records (sigmoid score ≥
     threshold → aligned). Undefined precision/recall/F1 (no predicted or true positives) are NaN,
     never a silent 0."""
@@ -333,7 +362,14 @@ def classification_report(model: Any, records: Sequence[dict[str, Any]], *, thre
     if not records:
         raise DataError("no records to evaluate")
     y = np.array([point_target(r) for r in records])
-    s = model.predict([(r["query"], r["classification"]["text"]) for r in records], show_progress_bar=False)
+    s = model.predict(
+        [(r["query"], r["classification"]["text"]) for r in records], show_progress_bar=False
+    )
     pred = (np.asarray(s) >= threshold).astype(int)
     p, r, f, _ = precision_recall_fscore_support(y, pred, average="binary", zero_division=np.nan)
-    return {"accuracy": float((pred == y).mean()), "precision": float(p), "recall": float(r), "f1": float(f)}
+    return {
+        "accuracy": float((pred == y).mean()),
+        "precision": float(p),
+        "recall": float(r),
+        "f1": float(f),
+    }
