@@ -150,3 +150,38 @@ def load_tiny(spec: ModelSpec):
 
     model, tok = build_tiny(spec.target, seed=seed)
     return HFModel(spec, model=model, tokenizer=tok)
+
+
+def build_tiny_cross_encoder(save_to: str | Path, *, seed: int = 0) -> Path:
+    """A random 2-layer BERT sequence classifier (one logit) with the byte-level tiny tokenizer,
+    pairs encoded as `<bos> A <eos> B <eos>`, written to `save_to` so that
+    `sentence_transformers.CrossEncoder(str(save_to))` loads it offline. Seeded: every build is
+    identical."""
+    torch = require("torch", "hf")
+    tf = require("transformers", "hf")
+    from tokenizers import processors
+
+    tok = tiny_tokenizer()
+    tok.chat_template = None  # a plain (query, document) pair encoder, as BERT cross-encoders are
+    bos, eos = tok.bos_token, tok.eos_token
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} $B:1 {eos}:1",
+        special_tokens=[(bos, tok.bos_token_id), (eos, tok.eos_token_id)],
+    )
+    cfg = tf.BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        num_labels=1,
+    )
+    torch.manual_seed(seed)
+    model = tf.BertForSequenceClassification(cfg)
+    out = Path(save_to)
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out

@@ -36,6 +36,9 @@ _EXPORTS = {
     "attach_hooks": "solstice.training.hf",
     "FrozenPrefix": "solstice.training.prefix",
     "MIGU": "solstice.training.migu",
+    "RerankerConfig": "solstice.training.reranker",
+    "train_reranker": "solstice.training.reranker",
+    "rerank": "solstice.training.reranker",
 }
 
 __all__ = sorted(_EXPORTS)
