@@ -67,7 +67,7 @@ def sync():
 def setup(args):
     import torch
 
-    from solstice.papers.migu.method import MIGU
+    from solstice.training.migu import MIGU
 
     model, tok = load(args.model)
     model.train()

@@ -72,3 +72,21 @@ def test_no_machine_specific_paths():
     files = [*py_files(), *root.glob("*.md"), *(root / "docs").glob("*.md"), *(root / "tests").glob("*.py")]
     bad = [str(f.relative_to(root)) for f in files if f.name != "test_hygiene.py" and pat.search(f.read_text())]
     assert not bad, bad
+
+
+def test_papers_use_public_model_methods_only():
+    """Paper code never calls a private method of the model layer (`model._batches(...)`): what a
+    paper needs from a model is a public method there."""
+    private = set()
+    for p in (SRC / "models").glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ClassDef):
+                private |= {f.name for f in node.body if isinstance(f, ast.FunctionDef)
+                            and f.name.startswith("_") and not f.name.startswith("__")}
+    bad = []
+    for p in PAPERS.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in private
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                bad.append(f"{p.relative_to(SRC)}:{node.lineno} .{node.attr}")
+    assert private and not bad, bad

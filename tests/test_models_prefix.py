@@ -85,3 +85,14 @@ def test_common_prefix_len():
     assert common_prefix_len([]) == 0
     assert common_prefix_len([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert common_prefix_len([[5], [6]]) == 0
+
+
+def test_labels_of_different_lengths_still_share_the_prefix(tiny_llama):
+    """Whole labels like "correct" vs "incorrect" (no one-pass plan) are read label by label over
+    the cached prefix, with the exact sequence log-probabilities."""
+    prompts = _prompts(5)
+    labels = ["correct", "incorrect"]
+    sp = SharedPrefixModel(tiny_llama, min_prefix=8)
+    _close(sp.label_logprobs(prompts, labels), _exact(tiny_llama, prompts, labels), labels)
+    full = sum(len(tiny_llama.encode(tiny_llama.render(p))) for p in prompts)
+    assert sp.prefix_tokens_read > 0 and sp.suffix_tokens_read < full

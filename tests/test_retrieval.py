@@ -302,3 +302,35 @@ def test_fit_context_keeps_a_prefix_or_cuts_the_first():
     assert g.cut and g.dropped == 2 and g.n_tokens <= 12 and texts[0].startswith(g.texts[0])
     with pytest.raises(ConfigError):
         fit_context(texts, build, wc.count, 0)
+
+
+def test_bm25_top_n_search_equals_exact_maxp():
+    """BM25 search takes the top-N chunks one query at a time (no [queries x chunks] matrix): the
+    units, order and scores equal exact MaxP over all chunks, ties and zero-score units included."""
+    import numpy as np
+
+    from solstice.retrieval.chunking import Chunk
+    from solstice.retrieval.documents import Unit
+    from solstice.retrieval.index import BM25Scorer, UnitIndex
+
+    rng = np.random.default_rng(3)
+    vocab = [f"w{i}" for i in range(300)]
+    units, chunks, texts = [], [], []
+    for u in range(400):
+        n = int(rng.integers(1, 6))
+        parts = [" ".join(rng.choice(vocab, size=12)) for _ in range(n)]
+        text = " ".join(parts)
+        units.append(Unit(f"u{u}", (f"d{u}",), (f"T{u}",), text, len(text.split())))
+        pos = 0
+        for p in parts:
+            chunks.append(Chunk(u, pos, pos + len(p), 12))
+            texts.append(p)
+            pos += len(p) + 1
+    idx = UnitIndex(units, chunks, BM25Scorer.build(texts, stemmer=None), {})
+    queries = [" ".join(rng.choice(vocab, size=4)) for _ in range(30)] + ["nothing matches here"]
+    for k in (1, 8, 50, 400):
+        fast = idx.search(queries, k=k)
+        exact = idx._search_exact(queries, k)
+        for f, e in zip(fast, exact):
+            assert [h.unit_id for h in f] == [h.unit_id for h in e]
+            assert np.allclose([h.score for h in f], [h.score for h in e])

@@ -241,3 +241,61 @@ def test_bad_config_is_refused_before_the_run(bad):
 
     with pytest.raises(ConfigError):
         prepare("judging_judges", sets=[bad])
+
+
+def test_logprob_verdicts_use_whole_label_sequence_logprobs():
+    """On a tokenized model the labels' first tokens differ ('c' vs 'i' on the byte-level tiny model):
+    verdict probabilities must still be those of the whole words, i.e. equal the renormalised
+    sequence log-likelihoods of "correct" and "incorrect"."""
+    import math
+
+    from solstice.judge.correctness import CorrectnessJudge
+    from solstice.models.loader import load_model
+
+    model = load_model("tiny:llama")
+    judge = CorrectnessJudge(model, mode="logprobs")
+    items = [{"question": "Capital of France?", "references": ["Paris"], "response": r} for r in ("Paris", "Lyon")]
+    for it, v in zip(items, judge.judge(items)):
+        lc, li = (r.logprob for r in model.loglikelihood([(judge.prompt(it), "correct"), (judge.prompt(it), "incorrect")]))
+        want = 1 / (1 + math.exp(li - lc))
+        assert v.probs["correct"] == pytest.approx(want, abs=1e-4)
+        assert v.value is (lc > li)
+
+
+@needs_data
+def test_whole_label_logprobs_separate_oracle_from_constant_on_released_rows(v1):
+    """Items from the released rows (questions, references; answers with known labels): the log-prob
+    verdict path gives an oracle judge kappa 1 and AUROC 1 and a constant judge kappa 0 and AUROC 0.5."""
+    from solstice.judge.correctness import CorrectnessJudge
+    from solstice.models.fake import FakeModel
+    from solstice.papers.judging_judges.probes import record, verdict_metrics
+
+    questions = list({r["question"]: r["references"] for r in v1.rows}.items())[:12]
+    built = build_exam(questions, seed=0)
+    exam = [it.to_json() for it in built]
+    rules = [(re.compile("(?s)Question:\n" + re.escape(it.question) + "\n.*Model Response:\n" + re.escape(it.response) + "\n\n"),
+              it.label) for it in built]
+
+    def oracle(text, i, p):
+        return next(("correct" if lab else "incorrect" for rx, lab in rules if rx.search(text)), "no idea")
+
+    assert len({it["label"] for it in exam}) == 2
+    for name, model, kappa, auroc in (("oracle", FakeModel.from_function(oracle, "oracle"), 1.0, 1.0),
+                                      ("const", FakeModel.from_function(lambda t, i, p: "correct", "const"), 0.0, 0.5)):
+        judge = CorrectnessJudge(model, mode="logprobs")
+        recs = [record(v) for v in judge.judge(exam)]
+        m = verdict_metrics(recs, exam, "x_", n_resamples=0)
+        assert m["x_kappa"].value == pytest.approx(kappa), name
+        assert m["x_auroc"].value == pytest.approx(auroc), name
+
+
+def test_live_table_shows_the_parsed_n_that_kappa_uses():
+    """40 generated verdicts of which 4 parsed: the table row must say 4 beside kappa, not only 40."""
+    from solstice.papers.judging_judges.probes import live_tables, verdict_metrics
+
+    items = [{"label": i % 2 == 0, "kind": "correct" if i % 2 == 0 else "incorrect"} for i in range(40)]
+    recs = [{"value": it["label"] if i < 4 else None, "parsed": i < 4} for i, it in enumerate(items)]
+    m = verdict_metrics(recs, items, "gen_", n_resamples=0, full=False)
+    assert m["gen_kappa"].n == 4
+    row = next(line for line in live_tables(m, ["correct", "incorrect"]).splitlines() if "generated text" in line)
+    assert row.startswith("| live judge (generated text) | 40 | 4 |")

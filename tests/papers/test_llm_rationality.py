@@ -310,3 +310,15 @@ def test_config_rejects_unknown_modes():
         Config(mode_rows={"nonsense": 3})
     with pytest.raises(ValidationError):
         Config(modes=["individual_zero_shot", "individual_zero_shot"])
+
+
+def test_sampled_modes_use_the_models_own_concurrency_not_a_hidden_cap():
+    from solstice.models.fake import FakeModel
+    from solstice.papers.llm_rationality.config import Config
+    from solstice.papers.llm_rationality.forward import sampled_batch_size
+
+    endpoint = FakeModel.from_function(lambda t, i, p: "A")
+    endpoint.concurrency = 32  # what an openai: model exposes
+    assert sampled_batch_size(Config(batch_size=16), endpoint) == 32
+    assert sampled_batch_size(Config(batch_size=16, sample_batch_size=4), endpoint) == 4
+    assert sampled_batch_size(Config(batch_size=16), FakeModel.from_function(lambda t, i, p: "A")) == 16

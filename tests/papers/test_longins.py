@@ -202,6 +202,7 @@ def test_synthetic_settings_and_truncation_end_to_end(tmp_path):
     meta = __import__("json").loads((res.path / "run.json").read_text())
     assert any("LIMT was never released" in w for w in meta["warnings"])
     assert meta["longins_fit"]["LIMTsyn-1024"] == {"truncated": 3}
+    assert any(w.startswith("LIMTsyn-1024: 3 of 3 prompts exceed the 700-token window") for w in meta["warnings"])
     with pytest.raises(DataError, match="GIST_1024"):  # LISTsyn-1024 is built from GIST-1024
         run_paper("longins", scale="smoke", out=tmp_path, sets=["settings=[LIST]", "lengths=[1024]"])
     res = run_paper("longins", scale="smoke", models=["fake:const=[]"], out=tmp_path,

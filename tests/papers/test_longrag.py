@@ -208,3 +208,27 @@ def test_end_to_end_on_a_user_corpus(tmp_path):
     assert m["reader_em_longrag_diff"]["unit"] == "items"
     assert m["reader_em_longrag_diff"]["value"] == pytest.approx(
         m["reader_em_longrag_units"]["value"] - m["reader_em_longrag_passages"]["value"])
+
+
+def test_reader_arms_get_equal_contexts_in_the_readers_own_tokens(tmp_path):
+    """A byte-level reader (tiny Llama: one token per byte) with units grouped by MiniLM word pieces
+    would get units far over its budget, cut by the reader. Units are sized in the reader's tokens
+    instead: no context is cut or shortened, both arms stay within the budget, and both are filled."""
+    from solstice.core.records import RunRecord
+    from solstice.core.runner import run_paper
+
+    corpus, qs = write_user_data(tmp_path)
+    budget = 240
+    sets = ["experiments=[reader]", "dataset=custom", f"corpus_file={corpus}", f"questions_file={qs}",
+            "adjacency=links", "reader_retriever=bm25", f"reader_budget={budget}", "reader_questions=3",
+            "chunk_tokens=16", "max_new_tokens=4", "extraction=never"]
+    res = run_paper("longrag", sets=sets, models=["reader=tiny:llama"], out=tmp_path / "runs", scale="smoke")
+    assert res.status == "completed", res.error
+    rows = RunRecord(res.path).load_samples()
+    assert len(rows) == 6
+    for r in rows:
+        assert not r["cut"] and r["units_dropped"] == 0, r["arm"]
+        assert budget * 0.5 <= r["context_tokens"] <= budget, (r["arm"], r["context_tokens"])
+    m = res.metrics
+    assert m["reader_contexts_cut_units"].value == 0 and m["reader_contexts_cut_passages"].value == 0
+    assert abs(m["reader_context_tokens_diff"].value) <= 0.25 * budget

@@ -243,6 +243,25 @@ def test_judging_existing_predictions(tmp_path, synth):
     assert res.status == "failed" and "no answer for 33" in res.error and res.exit_code == 2
 
 
+def test_a_target_without_a_judge_gets_the_labelled_rule_based_judge_and_window_cuts_warn(tmp_path):
+    """Setting only target= must not leave the ratings to the 135M default judge (which never gives a
+    parsable rating): the rule-based judge is used, labelled and warned about. Documents left out
+    because the window is below max_length are a warning in run.json, not only a counter."""
+    from solstice.core.runner import run_paper
+
+    res = run_paper("loong", scale="smoke", models=["target=fake:const=I do not know."], out=tmp_path,
+                    sets=["context_window=160", "max_new_tokens=16"])
+    assert res.status == "completed", res.error
+    meta = json.loads((res.path / "run.json").read_text())
+    assert res.metrics["judge_rule_based"].value == 1.0 and res.metrics["scoring_success"].value == 1.0
+    assert meta["loong_judge"]["fallback"] is True
+    assert any("RULE-BASED" in w for w in meta["warnings"])
+    assert any("left whole documents out" in w for w in meta["warnings"])
+    assert res.metrics["items_with_skipped_docs"].value > 0
+    same = run_paper("loong", scale="smoke", models=["fake:const=I do not know."], out=tmp_path)
+    assert same.metrics["judge_rule_based"].value == 0.0  # one model for both roles: the model judges
+
+
 def test_rescore_rejudges_recorded_answers_without_regenerating(tmp_path):
     from solstice.core.rescore import rescore
     from solstice.core.runner import run_paper

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from solstice.errors import ConfigError  # noqa: E402
-from solstice.papers.migu.method import MIGU, kept_rows, magnitude_mask  # noqa: E402
+from solstice.training.migu import MIGU, kept_rows, magnitude_mask  # noqa: E402
 from solstice.training.data import SupervisedExample, collate, encode_supervised  # noqa: E402
 from solstice.training.loop import HookedOptimizer, TrainConfig, train  # noqa: E402
 
@@ -307,3 +307,49 @@ def test_bad_arguments_are_config_errors(tiny):
     for kw in ({"threshold": 1.5}, {"mode": "nope"}, {"mask_mode": "x"}, {"lora_b": "y"}):
         with pytest.raises(ConfigError):
             MIGU(model, **kw)
+
+
+def test_units_without_gradient_are_counted_not_kept_and_all_missing_is_an_error(tiny):
+    """ZeRO-3 / FSDP leave module weights without .grad at the optimizer step: those units are
+    counted and left out of kept_fraction; a masked step where no unit has a gradient is an error."""
+    model, tok = fresh(tiny)
+    migu = active(model)
+    backward(model, batch_of(tok, examples(8)))
+    gone = migu.units[: len(migu.units) // 2]
+    for u in gone:
+        u.weight.grad = None
+    migu.before_clip(model)
+    st = migu.stats()
+    assert st["units_without_grad"] == len(gone)
+    kept = [u for u in migu.units[len(gone):]]
+    want = sum(int(u.mask.sum()) for u in kept) / sum(u.rows for u in kept)
+    assert st["kept_fraction"] == pytest.approx(want)
+    migu.after_step(model)
+    backward(model, batch_of(tok, examples(8)))
+    for u in migu.units:
+        u.weight.grad = None
+    with pytest.raises(ConfigError, match="no gradient|has a gradient"):
+        migu.before_clip(model)
+    migu.detach()
+
+
+def test_tied_head_is_found_through_a_real_ddp_wrapper(tmp_path):
+    """DistributedDataParallel (gloo, one process, CPU) hides get_output_embeddings; the tied head
+    must still be excluded."""
+    import torch.distributed as dist
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        assert not hasattr(ddp, "get_output_embeddings")
+        names = [u.name for u in MIGU(ddp).units]
+        assert names and all(n.startswith("module.") for n in names)
+        assert "module.lm_head" not in names
+        assert "module.lm_head" in [u.name for u in MIGU(ddp, exclude_tied_head=False).units]
+    finally:
+        dist.destroy_process_group()

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from solstice.papers.migu.method import MIGU, kept_rows, magnitude_mask  # noqa: E402
+from solstice.training.migu import MIGU, kept_rows, magnitude_mask  # noqa: E402
 from solstice.training.data import SupervisedExample, collate, encode_supervised  # noqa: E402
 from solstice.training.loop import TrainConfig, train  # noqa: E402
 from solstice.training.params import add_lora  # noqa: E402
@@ -195,7 +195,7 @@ DDP_SCRIPT = textwrap.dedent('''
     import json, os, sys
     import torch, torch.distributed as dist
     from solstice.models.tiny import build_tiny
-    from solstice.papers.migu.method import MIGU
+    from solstice.training.migu import MIGU
     from solstice.training.data import SupervisedExample, collate, encode_supervised
     dist.init_process_group("gloo")
     rank = dist.get_rank()

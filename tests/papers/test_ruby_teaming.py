@@ -19,6 +19,7 @@ from solstice.metrics.diversity import (
     shannon_evenness,
     simpson_diversity,
 )
+from solstice.models.base import ModelSpec
 from solstice.models.fake import FakeModel
 from solstice.papers.ruby_teaming.archive import (
     Elite,
@@ -26,13 +27,13 @@ from solstice.papers.ruby_teaming.archive import (
     descriptor_probs,
     sample_targets,
 )
-from solstice.papers.ruby_teaming.canary import leak_score, make_canary
+from solstice.judge.canary import leak_score, make_canary
 from solstice.papers.ruby_teaming.config import Config
 from solstice.papers.ruby_teaming.descriptors import BUILTIN_SEEDS, load_descriptors
 from solstice.papers.ruby_teaming.evaluate import parse_guard
 from solstice.papers.ruby_teaming.memory import Memory, MemoryEntry
 from solstice.papers.ruby_teaming.prompts import parse_one_line
-from solstice.papers.ruby_teaming.search import RedTeamSearch, SearchModels
+from solstice.papers.ruby_teaming.search import RedTeamSearch, SearchModels, run_lockstep
 
 M = FakeModel.from_function
 CANARY = "ZEBRA-7Q4-KITE"
@@ -315,7 +316,7 @@ def test_parallel_workers_match_serial(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SOLSTICE_DATA", str(tmp_path / "no-data"))
     sets = ["iterations=2", "seeds=[0]", "evaluators=[rule]"]
-    serial = run_paper("ruby_teaming", scale="smoke", models=["fake:echo"], out=tmp_path / "a", sets=sets)
+    serial = run_paper("ruby_teaming", scale="smoke", models=["fake:echo"], out=tmp_path / "a", sets=[*sets, "lockstep=false"])
     par = run_paper("ruby_teaming", scale="smoke", models=["fake:echo"], out=tmp_path / "b", sets=[*sets, "workers=2"])
     assert serial.status == par.status == "completed", par.error
     for m in ("rainbow", "ruby"):
@@ -323,6 +324,9 @@ def test_parallel_workers_match_serial(tmp_path, monkeypatch):
         b = json.loads((par.path / f"artifacts/{m}/seed0/checkpoint.json").read_text())["archive"]
         assert a == b and any(not e["placeholder"] for e in a["elites"])
     assert {k: v.value for k, v in serial.metrics.items()} == {k: v.value for k, v in par.metrics.items()}
+    m = serial.metrics  # one seed: its value is reported, and no CI is drawn over fewer than 5 seeds
+    assert m["ruby_asr_seed0"].value == m["ruby_asr"].value and m["ruby_asr"].ci95 is None
+    assert m["ruby_minus_rainbow_asr_seed0"].value == m["ruby_asr"].value - m["rainbow_asr"].value
 
 
 def test_harmful_mode_with_user_file_and_guard_evaluator(tmp_path):
@@ -368,3 +372,58 @@ def test_resumed_run_keeps_scale_and_command(tmp_path, monkeypatch):
     assert again.status == "completed" and meta["scale"] == "small"
     assert meta["argv"][-1] == "small" and meta["resume_argv"][-1] == "x"
     assert {k: v.value for k, v in first.metrics.items()} == {k: v.value for k, v in again.metrics.items()}
+
+
+class _Counting(FakeModel):
+    """A scripted model that counts its generate calls (not prompts)."""
+
+    def __init__(self, fn, name):
+        super().__init__(ModelSpec("fake", name, {}, f"fake:{name}"), fn)
+        self.n_calls = 0
+
+    def generate(self, prompts, params=None):
+        self.n_calls += 1
+        return super().generate(prompts, params)
+
+
+def _counting_models():
+    return SearchModels(_Counting(_mutator, "mut"), _Counting(_target, "tgt"), None,
+                        _Counting(lambda t, i, p: "It won. Because.", "critic"), _Counting(lambda t, i, p: "No", "eval"))
+
+
+def _n_calls(models):
+    return sum(m.n_calls for m in (models.mutator, models.target, models.critic))
+
+
+def test_lockstep_alone_equals_run_and_batches_across_searches(tmp_path):
+    alone = _search(tmp_path, "alone")
+    alone.run(6)
+    one = _search(tmp_path, "one")
+    run_lockstep([one], 6)
+    assert one.archive.to_json() == alone.archive.to_json() and json.dumps(one.curve) == json.dumps(alone.curve)
+    shared = _counting_models()
+    group = [_search(tmp_path, f"g{k}-{s}", k=k, seed=s, models=shared) for k in (0, 3) for s in (0, 1, 2)]
+    run_lockstep(group, 4)
+    separate = 0
+    for k in (0, 3):
+        for s in (0, 1, 2):
+            own = _counting_models()
+            _search(tmp_path, f"s{k}-{s}", k=k, seed=s, models=own).run(4)
+            separate += _n_calls(own)
+    assert all(g.iteration == 4 and g.counts["candidates"] == 12 for g in group)
+    assert _n_calls(shared) * 3 <= separate  # six searches share each step's calls
+
+
+def test_lockstep_resume_equals_uninterrupted(tmp_path):
+    def group(prefix):
+        return [_search(tmp_path, f"{prefix}{k}-{s}", k=k, seed=s) for k, s in ((0, 0), (3, 1), (1, 2))]
+
+    full = group("full")
+    run_lockstep(full, 6, checkpoint=tmp_path / "full.json")
+    run_lockstep(group("part"), 3, checkpoint=tmp_path / "part.json")
+    resumed = group("part")  # a fresh process: everything comes from the group checkpoint
+    run_lockstep(resumed, 6, checkpoint=tmp_path / "part.json")
+    for a, b in zip(full, resumed):
+        assert a.archive.to_json() == b.archive.to_json() and a.memory.to_json() == b.memory.to_json()
+        assert json.dumps(a.curve) == json.dumps(b.curve)
+        assert (a.workdir / "candidates.jsonl").read_text() == (b.workdir / "candidates.jsonl").read_text()

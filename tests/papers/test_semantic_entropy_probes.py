@@ -303,3 +303,30 @@ def test_paired_difference_of_identical_scores_is_zero():
     s = rng.normal(size=100)
     d = paired_difference_metric([(y, s, s)], n_resamples=50)
     assert d.value == 0.0 and d.ci95 == (0.0, 0.0)
+
+
+def test_chat_sentence_answers_with_the_default_lexical_judge():
+    """chat=true with the default judge: "The capital of France is Paris." is correct against
+    "Paris", and "... is Paris." / "... is Lyon." fall in different clusters."""
+    from solstice.data.geonames_qa import QAItem
+    from solstice.models.fake import FakeModel
+    from solstice.papers.semantic_entropy_probes.clustering import make_judge
+    from solstice.papers.semantic_entropy_probes.config import Config
+    from solstice.papers.semantic_entropy_probes.generation import GenSettings, generate_batch
+
+    cfg = Config(chat=True)
+    q = "What is the capital of France?"
+    judge = make_judge(cfg.judge, lexical_mode=cfg.lexical_mode, lexical_threshold=cfg.lexical_threshold,
+                       extract=cfg.extract_answers)
+    answers = ["The capital of France is Paris.", "The capital of France is Lyon.", "Paris", "It is Paris."]
+    ids = cluster_answers(q, answers, judge, strict=cfg.strict_entailment)
+    assert ids[0] != ids[1] and ids[0] == ids[2] == ids[3]
+    item = QAItem("q1", q, ("Paris",), "capital_of", ("Lyon",))
+    s = GenSettings(n_samples=2, chat=cfg.chat, extract=cfg.extract_answers, share_prefix=False)
+    for reply, want in (("The capital of France is Paris.", True), ("The capital of France is Lyon.", False)):
+        rows, _ = generate_batch(FakeModel.from_function(lambda t, i, p, r=reply: r), [item], {}, s,
+                                 want_states=False, p_true=False)
+        assert rows[0]["correct"] is want
+    with pytest.raises(ValueError, match="sentence answers"):
+        Config(chat=True, answer_extraction="off")
+    assert not Config().extract_answers  # plain prompts give short answers: no extraction

@@ -53,11 +53,24 @@ def show_cmd(paper: str) -> None:
     click.echo(f"{p.id}: {p.title} (arXiv {p.arxiv}) — {p.kind}, version {p.version}")
     if p.summary:
         click.echo(p.summary)
-    _echo_table(["role", "default", "needs", "what"], [[r, x.default, ",".join(sorted(x.requires)), x.description] for r, x in p.roles.items()], "Model roles (--model role=spec)")
+    _echo_table(["role", "default", "needs", "backends", "what"],
+                [[r, x.default, ",".join(sorted(x.requires)), backends_for(x.requires), x.description] for r, x in p.roles.items()],
+                "Model roles (--model role=spec)")
+    wb = any("whitebox" in x.requires for x in p.roles.values())
+    click.echo("White-box access: " + ("needed (hidden states / weights): hf, default or tiny models only" if wb else
+                                       "not needed: runs on any backend (hf, vllm, openai endpoints)"))
     _echo_table(["scale", "what", "limit", "≈ minutes"], [[k, v.description, v.limit or "", v.minutes] for k, v in p.scales.items()], "Scales (--scale)")
     _echo_table(["claim", "kind", "source", "paper", "metric / check", "not run here"],
                 [[c.description, c.kind, c.source, "" if c.paper_value is None else c.paper_value, c.check or c.metric or "", c.not_run] for c in p.claims], "Claims (kind: claim = the paper's effect on model outputs; harness = golden value, parity or data fact)")
     _echo_table(["key", "type", "default", "description"], [list(r) for r in config_schema_rows(p.config_cls)], "Config (--set key=value)")
+
+
+def backends_for(requires) -> str:
+    """Which backends can serve a role that needs `requires` (from the backends' declared capabilities)."""
+    from solstice.models.loader import BACKEND_CAPABILITIES
+
+    ok = [k for k, caps in BACKEND_CAPABILITIES.items() if set(requires) <= caps]
+    return ", ".join(ok)
 
 
 @cli.command("run")
@@ -72,19 +85,39 @@ def show_cmd(paper: str) -> None:
 @click.option("--resume", type=click.Path(), default=None, help="Continue a killed run in this directory.")
 @click.option("--allow-code-exec", is_flag=True, help="Allow running model-written code (sandboxed).")
 @click.option("--cache", "cache", default=None, help="Cache model calls: a directory shared across runs, or 'run' for one inside the run directory (keyed on the model's weights fingerprint; off by default).")
-def run_cmd(paper, scale, config_files, sets, models, limit, seed, out, resume, allow_code_exec, cache) -> int:
+@click.option("--shard", default=None, metavar="I/N", help="Compute only slice I of N of every map (join with `solstice merge`).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where ctx.map batches run: in this process, or as tasks on a Ray cluster (extra 'ray').")
+def run_cmd(paper, scale, config_files, sets, models, limit, seed, out, resume, allow_code_exec, cache, shard, executor) -> int:
     """Run one paper and write a run directory."""
     from solstice.core.runner import run_paper
 
     res = run_paper(paper, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit,
                     seed=seed, out=out, resume=resume, argv=sys.argv, allow_code_exec=allow_code_exec,
-                    cache=cache)
+                    cache=cache, shard=shard, executor=executor)
+    return _finish(paper, res)
+
+
+def _finish(paper: str, res) -> int:
     if res.metrics:
         _echo_table(["metric", "value (95% CI)", "n"], [[k, v.fmt(), v.n] for k, v in res.metrics.items()], f"{paper} ({res.status})")
     click.echo(str(res.path))
-    if res.status != "completed":
+    if res.status == "shard_done":
+        click.echo("solstice: shard done; join all shards with: solstice merge DIR...", err=True)
+    elif res.status != "completed":
         click.echo(f"solstice: {res.status}: {res.error}", err=True)
     return res.exit_code
+
+
+@cli.command("merge")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", default="runs", show_default=True, type=click.Path(), help="Where the merged run directory goes.")
+def merge_cmd(dirs, out) -> int:
+    """Join the run directories of `run --shard i/n` (every i once) into one run."""
+    from solstice.core.shard import merge
+
+    res = merge(list(dirs), out=out, argv=sys.argv)
+    return _finish(res.path.parent.name, res)
 
 
 @cli.command("rescore")
@@ -206,6 +239,32 @@ def cache_clear_cmd(directory, prefix) -> None:
 
     n = clear_cache(directory, prefix)
     click.echo(f"deleted {n} entries")
+
+
+@cli.group("bigcodebench")
+def bigcodebench_group() -> None:
+    """BigCodeBench tools: the pinned evaluation environment."""
+
+
+@bigcodebench_group.command("env")
+@click.option("--python", "python", default=sys.executable, show_default=True,
+              help="Base interpreter (the official pins target Python 3.10).")
+@click.option("--dir", "target", type=click.Path(), default=None,
+              help="Where the virtualenv goes (default: the solstice cache, per Python version).")
+@click.option("--requirements", type=click.Path(), default=None, help="Install these pins instead of the official ones.")
+@click.option("--no-harness", is_flag=True, help="Leave out the sandbox's own layer (pyseccomp).")
+@click.option("--force", is_flag=True, help="Rebuild an existing directory.")
+@click.option("--pip-arg", "pip_args", multiple=True, help="Extra argument for pip install (repeatable).")
+def bigcodebench_env_cmd(python, target, requirements, no_harness, force, pip_args) -> None:
+    """Build a virtualenv with the official evaluation requirements pinned; run samples in it with
+    `solstice run bigcodebench --set python=DIR/bin/python`."""
+    from solstice.papers.bigcodebench import env
+
+    reqs = env.read_requirements(requirements) if requirements else None
+    m = env.build(python, Path(target) if target else None, reqs, harness=not no_harness, force=force,
+                  pip_args=tuple(pip_args))
+    click.echo(f"built {m['python']} (Python {m['python_version']}, {len(m['freeze'])} packages, {m['built_s']} s)")
+    click.echo(f"use it with: solstice run bigcodebench --allow-code-exec --set python={m['python']}")
 
 
 @cli.group("video")

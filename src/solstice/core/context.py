@@ -3,7 +3,10 @@
     ctx.model(role)          the model for a role (loaded once, capabilities already checked)
     ctx.dataset(source)      the local path of a DataSource, recorded in run.json
     ctx.map(samples, fn)     run `fn` over batches of samples not yet recorded, record each result
-                             (flushed), and return every record in sample order (resume-safe)
+                             (flushed, in sample order), and return every record in sample order
+                             (resume-safe). Batches are fed continuously: with endpoint models
+                             several batches are in flight at once (see `map`); with `--executor
+                             ray` they run as Ray tasks; with `--shard i/n` only slice i is computed
     ctx.stage(name, fn)      run a whole stage once; a resumed run reads its saved JSON result
     roles=(...)              on map/stage: the model roles its records depend on (directly or through
                              their inputs). `solstice rescore` keeps the records that depend on none
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +58,12 @@ class RunContext:
     uncached_roles: frozenset[str] = frozenset()  # roles read white-box (hidden states): never wrapped
     _models: dict[str, Model] = field(default_factory=dict)
     _model_loader: Callable[[str], Model] | None = None
+    # scale-out: records from shards being merged (done key -> row), this run's shard (i, n), an
+    # executor that runs batches elsewhere (Ray), and what each map did (kept in run.json "maps")
+    prior: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shard: tuple[int, int] | None = None
+    executor: Any = None
+    maps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def out_dir(self) -> Path:
@@ -108,28 +119,116 @@ class RunContext:
         description: str = "",
         key: str = "",
         roles: Sequence[str] | None = None,
+        workers: int | None = None,
     ) -> list[dict[str, Any]]:
         """Records for every sample, computing only those not yet recorded under `key`.
 
         `fn(batch)` returns one dict per sample (JSON-serialisable). Each is written to
-        samples.jsonl with `sample_id` and `key` before the next batch starts, so a killed run
-        loses at most one batch.
+        samples.jsonl with `sample_id` and `key`, in sample order, as soon as it and every sample
+        before it are done, so a killed run loses at most the batches in flight.
+
+        Batches are fed continuously: up to `workers` calls of `fn` run at once (threads), a new
+        one starting whenever one finishes, so a run is not paced by its slowest request. By
+        default `workers` is 1 while any of the run's models is local, and enough batches to fill
+        the endpoints' connection pool (`max_in_flight`, e.g. `?concurrency=64`) when every model
+        is an endpoint, so `fn` must then be safe to call from several threads (pass `workers=1`
+        when it is not). The number used is recorded in run.json "maps".
         """
         def did(s: Sample) -> str:
             return f"{key}/{s.id}" if key else s.id
 
         self._declare("map", key, roles)
+        if self.executor is not None:
+            self.executor.prepare()  # the run's models, loaded once in every worker
+        t0 = time.perf_counter()
+        merged = 0
+        if self.prior:  # a merge: rows the shards recorded are appended here, in sample order
+            taken = []
+            for s in samples:
+                d = did(s)
+                if d not in self.done and d in self.prior:
+                    self.done[d] = self.prior.pop(d)
+                    taken.append(self.done[d])
+            self.record.append_samples(taken)
+            merged = len(taken)
         todo = [s for s in samples if did(s) not in self.done]
+        if self.shard is not None:
+            from solstice.core.shard import shard_of
+
+            todo = [s for s in todo if shard_of(did(s), self.shard[1]) == self.shard[0]]
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        for batch in self.track(batches, description or f"{self.paper_id} {key}".strip(), total=len(batches)):
-            results = fn(batch)
-            if len(results) != len(batch):
-                raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} samples")
-            for s, r in zip(batch, results):
-                row = {"sample_id": s.id, **({"key": key} if key else {}), **r}
-                self.record.append_sample(row)
-                self.done[did(s)] = row
+        width = max(1, workers if workers is not None else self._feed_width(batch_size))
+        if batches:
+            name = self.executor.name if self.executor is not None else "in-process"
+            log.info("map %s: %d samples to compute in %d batches (%s, %d in flight)", key or "-", len(todo),
+                     len(batches), name, width if self.executor is None else self.executor.width)
+            bar = iter(self.track(range(len(batches)), description or f"{self.paper_id} {key}".strip(), total=len(batches)))
+            next(bar, None)  # the bar's first item: batch 0 under way
+            for batch, results in self._feed(fn, batches, width):
+                if len(results) != len(batch):
+                    raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} samples")
+                rows = [{"sample_id": s.id, **({"key": key} if key else {}), **r} for s, r in zip(batch, results)]
+                self.record.append_samples(rows)  # one fsync per batch
+                for s, row in zip(batch, rows):
+                    self.done[did(s)] = row
+                next(bar, None)
+            for _ in bar:  # let the progress bar see its end (final line / log)
+                pass
+            wall = time.perf_counter() - t0
+            self.maps[key or "-"] = {
+                "samples": len(samples), "computed": len(todo), "batch_size": batch_size,
+                "executor": self.executor.name if self.executor is not None else "in-process",
+                "in_flight_batches": width if self.executor is None else self.executor.width,
+                "wall_s": round(wall, 3), "samples_per_s": round(len(todo) / wall, 2) if wall > 0 else None,
+                **({"workers_replaced": self.executor.replaced, "worker_model_load_s": round(self.executor.warm_s, 2)}
+                   if self.executor is not None else {}),
+            }
+            self._save_meta()
+        elif merged:
+            self.maps[key or "-"] = {"samples": len(samples), "computed": 0, "merged": merged}
+        missing = sum(1 for s in samples if did(s) not in self.done)
+        if missing:
+            from solstice.core.shard import ShardDone
+
+            raise ShardDone(key or "-", missing)
         return [self.done[did(s)] for s in samples]
+
+    def _feed_width(self, batch_size: int) -> int:
+        """Batches in flight: 1 while any of the run's models is local (called from one thread at a
+        time); when all are endpoints, enough to fill the largest connection pool."""
+        pools = [int(getattr(m, "max_in_flight", 1) or 1) for m in self._models.values()]
+        if not pools or min(pools) <= 1:
+            return 1
+        return math.ceil(max(pools) / max(1, batch_size)) + 1
+
+    def _feed(self, fn, batches: list[list[Sample]], width: int):
+        """(batch, results) in batch order, computing up to `width` batches at once."""
+        if self.executor is not None:
+            yield from self.executor.map_batches(fn, batches)
+            return
+        if width <= 1 or len(batches) <= 1:
+            for b in batches:
+                yield b, fn(b)
+            return
+        ready: dict[int, list[dict[str, Any]]] = {}
+        running: dict[Future, int] = {}
+        nxt = head = 0
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="ctx-map") as pool:
+            try:
+                while head < len(batches):
+                    # keep `width` batches running, and at most 2*width finished ones waiting for the head
+                    while nxt < len(batches) and len(running) < width and nxt - head < 2 * width:
+                        running[pool.submit(fn, batches[nxt])] = nxt
+                        nxt += 1
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for f in done:
+                        ready[running.pop(f)] = f.result()
+                    while head in ready:
+                        yield batches[head], ready.pop(head)
+                        head += 1
+            finally:
+                for f in running:
+                    f.cancel()
 
     def stage(self, name: str, fn: Callable[[], T], *, roles: Sequence[str] | None = None) -> T:
         """Run `fn` once; its JSON-serialisable result is saved so a resumed run skips it."""
@@ -179,4 +278,5 @@ class RunContext:
             depends=self.depends,
             models={r: m.info() for r, m in self._models.items()}
             | {r: {"spec": s} for r, s in self.model_specs.items() if r not in self._models},
+            **({"maps": self.maps} if self.maps else {}),
         )

@@ -40,6 +40,9 @@ class Role:
     default: str = "default"
     requires: frozenset[str] = frozenset({"generate"})
     description: str = ""
+    # capabilities the resolved config adds (e.g. `vision` when images are attached), checked
+    # with `requires` before the run starts
+    requires_for: Callable[[Any], frozenset[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,16 @@ class RunRecord:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
+    def append_samples(self, rows: list[dict[str, Any]]) -> None:
+        """Several rows, flushed and fsynced once (a batch)."""
+        if not rows:
+            return
+        if self._fh is None:
+            self._fh = open(self.samples_path, "a", encoding="utf-8")
+        self._fh.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()

@@ -49,7 +49,7 @@ class RunResult:
     needs_data: bool = False  # failed only because a dataset is not available here
 
 
-def resolve_models(paper: PaperSpec, scale_models: dict[str, str], given: Sequence[str]) -> dict[str, str]:
+def resolve_models(paper: PaperSpec, scale_models: dict[str, str], given: Sequence[str], cfg: Any = None) -> dict[str, str]:
     """Role -> spec: paper defaults < scale preset < `--model role=spec` (a bare spec sets every role)."""
     models = {r: role.default for r, role in paper.roles.items()}
     models.update({r: s for r, s in scale_models.items() if r in models})
@@ -64,11 +64,15 @@ def resolve_models(paper: PaperSpec, scale_models: dict[str, str], given: Sequen
                 models[r] = item
     for role, spec in models.items():
         caps = static_capabilities(parse_spec(spec))
-        missing = paper.roles[role].requires - caps
+        r = paper.roles[role]
+        needs = r.requires | (r.requires_for(cfg) if r.requires_for is not None and cfg is not None else frozenset())
+        missing = needs - caps
         if missing:
             raise CapabilityError(
                 f"model '{spec}' for role '{role}' cannot do {', '.join(sorted(missing))}, which "
                 f"{paper.id} needs" + ("; use an hf: model" if "whitebox" in missing else "")
+                + ("; use a vision-language model (or the paper's text-only ablation, where it offers one)"
+                   if "vision" in missing else "")
             )
     return models
 
@@ -91,11 +95,11 @@ def prepare(
         if config_hash(cfg) != old["config_hash"]:
             raise ResumeError(f"refusing to resume '{resume}': the config changed (hash {config_hash(cfg)} != {old['config_hash']})")
         model_specs = dict(old["model_specs"])
-        if models and resolve_models(paper, model_specs, models) != model_specs:
+        if models and resolve_models(paper, model_specs, models, cfg) != model_specs:
             raise ResumeError(f"refusing to resume '{resume}': the models changed")
         return paper, cfg, model_specs, old.get("limit"), int(old.get("seed", 0)), old
     cfg = build_config(paper.config_cls, layers=[dict(repro.overrides)], files=config_files, sets=sets, where=paper_id)
-    model_specs = resolve_models(paper, dict(repro.models), models)
+    model_specs = resolve_models(paper, dict(repro.models), models, cfg)
     eff_limit = limit if limit is not None else repro.limit
     if eff_limit is not None and eff_limit < 1:
         raise ConfigError("--limit must be a positive number")
@@ -107,13 +111,34 @@ def run_paper(
     models: Sequence[str] = (), limit: int | None = None, seed: int | None = None,
     out: str | Path = "runs", resume: str | Path | None = None, argv: Sequence[str] | None = None,
     allow_code_exec: bool = False, segment: str = "", cache: str | Path | None = None,
+    shard: str | None = None, executor: str = "local",
+    prior: dict[str, dict[str, Any]] | None = None, extra_meta: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run a paper (or continue the run in `resume`). `segment` names the kind of process in the
-    record's environment segments (default: "start", or "resume" with `resume`)."""
+    record's environment segments (default: "start", or "resume" with `resume`; "shard" and
+    "merge" for `--shard` and `solstice merge`)."""
+    from solstice.core.shard import SHARD_DONE, ShardDone, parse_shard
+
     paper, cfg, model_specs, eff_limit, eff_seed, old = prepare(
         paper_id, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit,
         seed=seed, resume=resume,
     )
+    shard_ix = parse_shard(shard) if shard else None
+    if old is not None and old.get("shard"):  # a resumed shard stays that shard
+        shard_ix = (int(old["shard"]["index"]), int(old["shard"]["count"]))
+        if shard and parse_shard(shard) != shard_ix:
+            raise ResumeError(f"refusing to resume '{resume}': it is shard {shard_ix[0]}/{shard_ix[1]}, not {shard}")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor must be local or ray, not '{executor}'")
+    if executor == "ray" and cache:
+        raise ConfigError("--cache cannot be combined with --executor ray (the workers would not share the cache)")
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            from solstice.errors import MissingDependencyError
+
+            raise MissingDependencyError("ray", "ray", "--executor ray")
     if paper.code_exec and not allow_code_exec:
         raise ConfigError(f"{paper_id} runs model-written code; pass --allow-code-exec to allow it (it runs sandboxed)")
     # cheap checks before any directory is created
@@ -141,11 +166,13 @@ def run_paper(
         depends={"map": {}, "stage": {}, **meta.get("depends", {})},
         uncached_roles=frozenset(r for r, role in paper.roles.items() if "whitebox" in role.requires),
         cache=None if not cache else (record.path / "cache" if str(cache) == "run" else Path(cache).expanduser().resolve()),
+        prior=dict(prior or {}), shard=shard_ix,
     )
     started = time.time()
     this_argv = list(argv) if argv is not None else list(sys.argv)
-    seg = environment_segment(segment or ("resume" if old is not None else "start"), this_argv,
-                              config_hash=h, samples_before=len(done_rows))
+    kind = segment or ("merge" if prior is not None else "shard" if shard_ix else "resume" if old is not None else "start")
+    seg = environment_segment(kind, this_argv, config_hash=h, samples_before=len(done_rows),
+                              **({"shard": f"{shard_ix[0]}/{shard_ix[1]}"} if shard_ix else {}))
     environments = environments_of(meta) + [seg]
     record.write({
         "run_id": meta.get("run_id") or new_run_id(),
@@ -174,9 +201,11 @@ def run_paper(
         "env": meta.get("env") or {k: v for k, v in seg.items() if k not in ("kind", "started_at", "argv")},
         "environments": environments,
         "argv": (old or {}).get("argv") or this_argv,
-        **({"resume_argv": this_argv} if old is not None else {}),
+        **({"resume_argv": this_argv} if old is not None and prior is None else {}),
         # where the run's reused records come from (rescore, merge): kept across resumes
         **({"lineage": meta["lineage"]} if meta.get("lineage") else {}),
+        **({"shard": {"index": shard_ix[0], "count": shard_ix[1]}} if shard_ix else {}),
+        **(extra_meta or {}),
     })
     log.info("run directory: %s", record.path)
     status, error, code = "completed", "", 0
@@ -194,9 +223,16 @@ def run_paper(
     except ValueError:  # not the main thread
         prev_term = None
     try:
+        if executor == "ray":
+            from solstice.core.ray_executor import RayExecutor
+
+            ctx.executor = RayExecutor.start(ctx)
         metrics = paper.runner()(cfg, ctx)
         if not isinstance(metrics, dict) or not all(isinstance(v, MetricValue) for v in metrics.values()):
             raise TypeError(f"{paper.run} must return dict[str, MetricValue]")
+    except ShardDone as done:
+        status = SHARD_DONE
+        log.info("shard %d/%d done (%s); join the shards with: solstice merge DIR...", shard_ix[0], shard_ix[1], done)
     except KeyboardInterrupt:
         status, error, code = "interrupted", "interrupted; continue with --resume " + str(record.path), 130
     except SolsticeError as exc:
@@ -206,6 +242,8 @@ def run_paper(
         (record.path / "error.log").write_text(traceback.format_exc())
         status, error, code = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0], 1
     finally:
+        if ctx.executor is not None:
+            ctx.executor.close()
         record.close()
         if prev_term in (signal.SIG_DFL, None):
             try:
@@ -217,10 +255,19 @@ def run_paper(
     timings["wall_s"] = round(float(timings.get("wall_s", 0.0)) + elapsed, 2)
     timings.setdefault("attempts", [])
     timings["attempts"] = list(timings["attempts"]) + [{"started": started, "wall_s": round(elapsed, 2), "status": status}]
+    if ctx.prior:
+        ctx.warn(f"{len(ctx.prior)} recorded shard samples were not asked for by the paper (not merged)")
+    if prior is not None:
+        fields_merge = dict((extra_meta or {}).get("merge", {}))
+        fields_merge["computed_here"] = sum(m.get("computed", 0) for m in ctx.maps.values())
+        extra_meta = dict(extra_meta or {}, merge=fields_merge)
+    ctx._save_meta()  # the models' final throughput counters
     fields: dict[str, Any] = {"status": status, "error": error or None, "timings": timings, "finished_at": time.time()}
     if status == "completed":
         record.write_metrics(metrics)
         fields["claims"] = [a.to_json() for a in evaluate_run(paper.claims, metrics)]
+    if prior is not None:
+        fields["merge"] = extra_meta["merge"]  # type: ignore[index]
     record.update(**fields)
     if status == "completed":
         record.seal()

@@ -5,7 +5,9 @@
     verdicts = judge.judge_by_logprobs(items, {" yes": True, " no": False})  # one forward pass
 
 Templates are `str.format` strings (or callables item -> prompt); a `system` message makes the
-prompt a chat. With `cache=path`, deterministic calls go through a sqlite cache keyed on (model,
+prompt a chat. With `image_field="images"`, the images an item lists under that key are attached to
+the judge's last user message when the judge model can see images (`judge.sees_images`), and left
+out (a text-only judge) otherwise. With `cache=path`, deterministic calls go through a sqlite cache keyed on (model,
 prompt), so a re-score costs nothing.
 """
 
@@ -17,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from solstice.models.base import GenParams, Model, Prompt
+from solstice.models.base import GenParams, Model, Prompt, as_messages
+from solstice.models.vision import CAP_VISION, content_text, user_message
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Judge:
         params: GenParams | None = None,
         cache: str | Path | None = None,
         chat: bool = True,
+        image_field: str | None = None,
     ) -> None:
         if cache is not None:
             from solstice.models.cache import CachedModel
@@ -59,15 +63,29 @@ class Judge:
         self.system = system
         self.chat = chat
         self.params = params or GenParams(max_new_tokens=32)
+        self.image_field = image_field
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether items' images reach the judge (an image field is set and the model is a VLM)."""
+        return bool(self.image_field) and CAP_VISION in self.model.capabilities
 
     def prompt(self, item: Mapping[str, Any]) -> Prompt:
         if callable(self.template):
-            return self.template(item)
-        text = self.template.format(**item)
-        if not self.chat:
-            return text
-        msgs = [{"role": "system", "content": self.system}] if self.system else []
-        return [*msgs, {"role": "user", "content": text}]
+            prompt = self.template(item)
+        else:
+            text = self.template.format(**item)
+            if not self.chat:
+                return text
+            msgs = [{"role": "system", "content": self.system}] if self.system else []
+            prompt = [*msgs, {"role": "user", "content": text}]
+        images = list(item.get(self.image_field) or ()) if self.sees_images else []
+        if images:
+            msgs = as_messages(prompt)
+            last = max(i for i, m in enumerate(msgs) if m["role"] == "user")
+            msgs[last] = user_message(content_text(msgs[last]["content"]), images)
+            return msgs
+        return prompt
 
     def judge(self, items: Sequence[Mapping[str, Any]]) -> list[Verdict]:
         """Generate a verdict text per item and parse it."""

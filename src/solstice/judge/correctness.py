@@ -7,10 +7,11 @@
 Any model of the model layer can judge. `mode="generate"` asks for a verdict text and parses it
 with `parse_correctness` (the paper's rules; unreadable text is an explicit *unparsed* verdict,
 counted, never mapped to a label). `mode="logprobs"` reads the verdict from the log-probabilities
-of the label words "correct" / "incorrect" as the next text, one forward pass per item; `probs`
-holds P(correct) and P(incorrect) renormalised over the two. When the two words start with
-different tokens (SmolLM2: "correct" vs "inc"+"orrect") only the first tokens are compared, which
-needs a single forward pass; `exact_labels=True` scores the full words instead. On transformers
+of the whole label words "correct" / "incorrect" as the next text (the summed log-probability of
+every token of each label, `Model.label_logprobs`); `probs` holds P(correct) and P(incorrect)
+renormalised over the two. `exact_labels=False` compares only the labels' first distinct tokens
+(one forward pass), which is biased when a first token is a fragment shared with other words
+(SmolLM2: "correct" vs "inc", which also starts "incomplete", "include", ...). On transformers
 models the long shared template prefix is read once (`solstice.models.prefix`). `mode="auto"`
 uses log-probs when the backend offers them. With `cache=path`, calls go through the sqlite
 cache keyed on (model, prompt), so re-scoring the same items is free.
@@ -128,7 +129,7 @@ class CorrectnessJudge:
         reference_order: str = "given",
         seed: int = 0,
         share_prefix: bool = True,
-        exact_labels: bool = False,
+        exact_labels: bool = True,
     ) -> None:
         self.template_name = template if template in TEMPLATES else "custom"
         self.template = TEMPLATES.get(template, template)

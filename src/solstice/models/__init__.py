@@ -8,6 +8,7 @@ from solstice.models.base import (
     CAP_GENERATE,
     CAP_LABEL_LOGPROBS,
     CAP_LOGLIKELIHOOD,
+    CAP_VISION,
     CAP_WHITEBOX,
     Completion,
     GenParams,
@@ -18,12 +19,14 @@ from solstice.models.base import (
     Prompt,
 )
 from solstice.models.loader import load_model, parse_spec
+from solstice.models.vision import has_images, strip_images, user_message
 
 __all__ = [
     "CAP_CHAT",
     "CAP_GENERATE",
     "CAP_LABEL_LOGPROBS",
     "CAP_LOGLIKELIHOOD",
+    "CAP_VISION",
     "CAP_WHITEBOX",
     "Completion",
     "GenParams",
@@ -34,4 +37,7 @@ __all__ = [
     "Prompt",
     "load_model",
     "parse_spec",
+    "has_images",
+    "strip_images",
+    "user_message",
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from solstice.errors import CapabilityError
+from solstice.models.vision import CAP_VISION, IMAGE_PLACEHOLDER, content_text  # noqa: F401 (CAP_VISION re-exported)
 
 CAP_GENERATE = "generate"
 CAP_CHAT = "chat"
@@ -27,7 +28,7 @@ CAP_WHITEBOX = "whitebox"
 
 class Message(TypedDict):
     role: str
-    content: str
+    content: str | list[dict[str, Any]]  # text, or text and image parts (see solstice.models.vision)
 
 
 Prompt = str | Sequence[Message]
@@ -129,6 +130,9 @@ class Model:
 
     capabilities: frozenset[str] = frozenset()
     spec: ModelSpec
+    # Requests a caller may keep in flight at once (an endpoint's connection pool); 1 = call it
+    # from one thread at a time (local models). `ctx.map` sizes its continuous feed from this.
+    max_in_flight: int = 1
 
     @property
     def name(self) -> str:
@@ -177,7 +181,7 @@ class Model:
         """The prompt as the text the model reads (chat template applied)."""
         if isinstance(prompt, str):
             return prompt
-        return "".join(f"{m['role']}: {m['content']}\n" for m in prompt) + (
+        return "".join(f"{m['role']}: {content_text(m['content'], IMAGE_PLACEHOLDER)}\n" for m in prompt) + (
             "assistant: " if add_generation_prompt else ""
         )
 
@@ -188,6 +192,13 @@ class Model:
     @property
     def context_window(self) -> int:
         return int(self.spec.options.get("context_window", 8192))
+
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the model brings its own chat format (hf: the tokenizer's template or an explicit
+        `?chat_template=chatml`; API backends: the server's). A base model without one reads raw
+        text best; chat prompts to it use a stand-in ChatML template."""
+        return True
 
     def generate_text(self, prompts: Sequence[Prompt], params: GenParams | None = None, **kw: Any) -> list[str]:
         """Convenience: the first completion's text for each prompt."""
@@ -224,6 +235,14 @@ class ModelWrapper(Model):
     @property
     def context_window(self) -> int:
         return self.inner.context_window
+
+    @property
+    def max_in_flight(self) -> int:  # type: ignore[override]
+        return self.inner.max_in_flight
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.inner.has_chat_template
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams | None = None) -> list[list[Completion]]:
         return self.inner.generate(prompts, params)

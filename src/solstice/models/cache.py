@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from solstice.models.base import Completion, GenParams, LoglikResult, Model, ModelWrapper, Prompt
+from solstice.models.vision import json_default
 
 log = logging.getLogger(__name__)
 CACHE_FILE = "calls.sqlite"
@@ -47,7 +48,8 @@ _FILE_MEMO: dict[tuple[str, int, int, int], str] = {}  # per process only: a fil
 
 
 def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    # images in prompts are keyed on their content (sha256), never on a path or an object id
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=json_default).encode()).hexdigest()
 
 
 def file_digest(path: str | Path) -> str:

@@ -8,6 +8,10 @@ Scripts (the part after `fake:`):
     <file.json|file.yaml>    {"rules": [{"match": <regex>, "reply": <text or list>}], "default": <text>}
                              the first rule whose regex matches the rendered prompt answers
 
+`?vision=1` makes the fake a vision model: each image of a prompt is rendered as `<image>`, so
+scripts can tell whether they were shown one; without it, a prompt with images is refused
+(CapabilityError), as a text-only model would.
+
 `loglikelihood` is consistent with `generate`: a continuation that the script would reply scores
 -0.1 per token, any other -5 per token, so label log-probabilities prefer the scripted answer.
 Programmatic use: `FakeModel.from_function(fn)` with `fn(prompt_text, sample_index, params) -> str`.
@@ -36,6 +40,7 @@ from solstice.models.base import (
     Prompt,
     stop_trim,
 )
+from solstice.models.vision import CAP_VISION, IMAGE_PLACEHOLDER, check_images, content_text
 
 Responder = Callable[[str, int, GenParams], str]
 
@@ -47,7 +52,7 @@ def _h(*parts: Any) -> int:
 def _last_user(prompt: Prompt) -> str:
     if isinstance(prompt, str):
         return prompt
-    users = [m["content"] for m in prompt if m["role"] == "user"]
+    users = [content_text(m["content"], IMAGE_PLACEHOLDER) for m in prompt if m["role"] == "user"]
     return users[-1] if users else ""
 
 
@@ -56,6 +61,8 @@ class FakeModel(Model):
 
     def __init__(self, spec: ModelSpec, responder: Responder | None = None) -> None:
         self.spec = spec
+        if spec.options.get("vision", "").lower() in ("1", "true", "yes"):
+            self.capabilities = self.capabilities | {CAP_VISION}
         self.calls = 0
         self._responder = responder or self._from_script(spec.target)
 
@@ -106,6 +113,7 @@ class FakeModel(Model):
 
     # -- Model API ---------------------------------------------------------------------------
     def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
+        check_images(self.name, self.capabilities, [prompt])
         if getattr(self, "_echo", False):
             return _last_user(prompt)
         return super().render(prompt, add_generation_prompt)

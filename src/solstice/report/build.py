@@ -351,6 +351,8 @@ def readme_block(runs: Sequence[RunSummary]) -> str:
                       harness_table(s), ""]
         if s.rows("not run"):
             parts += ["**Not run here** (no number of ours; what would run it)", "", not_run_table(s), ""]
+        if s.metrics:  # every number of the run, so prose can cite the record instead of copying it
+            parts += ["<details><summary>All metrics</summary>", "", metrics_table(s), "", "</details>", ""]
     parts.append(END)
     return "\n".join(parts)
 

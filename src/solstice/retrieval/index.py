@@ -2,9 +2,10 @@
 
 Long units are never truncated to an encoder's window: each unit is cut into chunks (see
 `chunking`), chunks are scored by BM25 (bm25s) or a dense encoder (sentence-transformers; exact
-inner product with numpy or faiss), and `sim(q, unit) = max over chunks`. With numpy or BM25 the
-maximum is exact over all chunks; with faiss the index takes the top-N chunks (N = `candidates`,
-grown until k distinct units are found) and keeps each unit's first hit — the same result.
+inner product with numpy or faiss), and `sim(q, unit) = max over chunks`. With dense numpy the
+maximum is taken over all chunks; BM25 (bm25s, one query at a time) and faiss take the top-N chunks
+(N = `candidates`, grown until k distinct units are found) and keep each unit's first hit — the
+same top-k units as exact MaxP, without a [queries x chunks] matrix (`unit_scores` stays exact).
 
     index = UnitIndex.build(units, backend="dense")        # or "bm25"
     hits = index.search(["who wrote ..."], k=8)             # list (per query) of Hit
@@ -90,6 +91,23 @@ class BM25Scorer:
                 out[r] = self.model.get_scores_from_ids(ids)
         return out
 
+    def topn(self, queries: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `n` best chunks per query (scores, chunk ids; ties: lower id first), scoring one query
+        at a time with bm25s: memory O(chunks), never a [queries x chunks] matrix."""
+        num = int(self.model.scores["num_docs"])
+        n = min(n, num)
+        out_s = np.zeros((len(queries), n), dtype=np.float32)
+        out_i = np.zeros((len(queries), n), dtype=np.int64)
+        for r, toks in enumerate(self._tokenize(queries)):
+            ids = self.model.get_tokens_ids(toks)
+            if ids:
+                sc = np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
+                s, i = _topn(sc[None, :], n)
+                out_s[r], out_i[r] = s[0], i[0]
+            else:
+                out_i[r] = np.arange(n)
+        return out_s, out_i
+
     def save(self, path: Path) -> None:
         self.model.save(str(path / "bm25"), show_progress=False)
 
@@ -133,12 +151,20 @@ class DenseScorer:
 
 
 def _topn(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n largest scores per row and their columns, ties broken by the lower column (so exact
+    and top-N searches agree at the boundary, not by the partition's arbitrary pick)."""
     n = min(n, scores.shape[1])
     part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     rows = np.arange(scores.shape[0])[:, None]
-    order = np.lexsort((part, -scores[rows, part]), axis=1)
-    idx = part[rows, order]
-    return scores[rows, idx], idx
+    kth = scores[rows, part].min(axis=1)
+    out_s = np.empty((scores.shape[0], n), dtype=scores.dtype)
+    out_i = np.empty((scores.shape[0], n), dtype=np.int64)
+    for r in range(scores.shape[0]):
+        cand = np.flatnonzero(scores[r] >= kth[r])
+        order = np.lexsort((cand, -scores[r, cand]))[:n]
+        out_i[r] = cand[order]
+        out_s[r] = scores[r, out_i[r]]
+    return out_s, out_i
 
 
 # -- the unit index ----------------------------------------------------------------------------
@@ -220,7 +246,7 @@ class UnitIndex:
         out: list[list[Hit]] = []
         for s in range(0, len(queries), batch_size):
             batch = list(queries[s:s + batch_size])
-            if isinstance(self.scorer, DenseScorer) and self.scorer.search == "faiss":
+            if isinstance(self.scorer, BM25Scorer) or self.scorer.search == "faiss":
                 out += self._search_topn(batch, k, candidates or 50 * k)
             else:
                 out += self._search_exact(batch, k)

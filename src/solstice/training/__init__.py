@@ -1,7 +1,8 @@
 """Shared fine-tuning layer: supervised examples (loss on the target only), a plain training loop
 with step hooks (gradient edits before clipping), a transformers Trainer integration, parameter
 selection (top-k layers, LoRA through peft, trainable-state checkpoints), a frozen-prefix activation
-cache for partial fine-tuning, and rank-classification evaluation.
+cache for partial fine-tuning, rank-classification evaluation, and MIGU gradient masking
+(`solstice.training.migu`, a step hook for the loop and the Trainer).
 
     from solstice.training import SupervisedExample, TrainConfig, train, rank_classify
     from solstice.training.params import add_lora, train_layers, save_trainable
@@ -34,6 +35,10 @@ _EXPORTS = {
     "load_trainable": "solstice.training.params",
     "attach_hooks": "solstice.training.hf",
     "FrozenPrefix": "solstice.training.prefix",
+    "MIGU": "solstice.training.migu",
+    "RerankerConfig": "solstice.training.reranker",
+    "train_reranker": "solstice.training.reranker",
+    "rerank": "solstice.training.reranker",
 }
 
 __all__ = sorted(_EXPORTS)

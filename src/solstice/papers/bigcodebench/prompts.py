@@ -37,13 +37,22 @@ def user_message(task: Task, split: str) -> str:
     return f"{INSTRUCTION_PREFIX}\n{task.instruct_prompt.strip()}\n"
 
 
-def request_mode(model: Any, *, direct_completion: bool, prefill: bool) -> str:
-    """Which of the three modes a model gets. Prefill needs a local chat template (a white-box
-    model); API backends never get one, as in the reference."""
+def request_mode(model: Any, *, direct_completion: bool | None, prefill: bool) -> str:
+    """Which of the three modes a model gets. A model without its own chat template is a base
+    model and gets direct completion (the reference's rule) unless the user forces chat, which is
+    refused. Prefill needs a local chat template (a white-box model); API backends never get one,
+    as in the reference."""
+    from solstice.errors import ConfigError
     from solstice.models.base import CAP_WHITEBOX
 
+    if direct_completion is None:
+        direct_completion = not model.has_chat_template
     if direct_completion:
         return "direct"
+    if not model.has_chat_template:
+        raise ConfigError(
+            f"model '{model.name}' has no chat template, so chat/prefill prompts are impossible; "
+            "leave direct_completion unset (automatic) or set direct_completion=true")
     return "prefill" if prefill and CAP_WHITEBOX in model.capabilities else "chat"
 
 
@@ -58,7 +67,9 @@ def build_request(task: Task, split: str, model: Any, mode: str, *, strip_newlin
     response = f"{RESPONSE_PREFIX}\n```python\n{_SPLITTER}\n```\n"
     rendered = model.render(msg + [{"role": "assistant", "content": response}])
     if _SPLITTER not in rendered:
-        raise ValueError("the chat template dropped the assistant pre-fill; run with prefill=false")
+        from solstice.errors import ConfigError
+
+        raise ConfigError(f"the chat template of '{model.name}' dropped the assistant pre-fill; run with prefill=false")
     return rendered.split(_SPLITTER)[0], EOS + (PREFILL_STOP,)
 
 

@@ -23,7 +23,8 @@ class Config(BaseConfig):
     judge_mode: Literal["auto", "logprobs", "generate"] = Field(
         "auto", description="live verdicts from label log-probabilities (one forward pass; auto when the backend offers "
         "them) or from generated text parsed with the paper's rules")
-    exact_labels: bool = Field(False, description="score the full label words instead of their first distinct tokens")
+    exact_labels: bool = Field(True, description="log-prob verdicts from the whole label words' sequence log-probabilities "
+                               "(false: only their first distinct tokens, e.g. 'correct' vs the fragment 'inc')")
     probe_questions: int = Field(40, ge=0, le=400, description="questions (x5 answer kinds) for the vulnerability probes: "
                                  "template length, no reference, reference order, answer length (paper §5)")
     probe_templates: tuple[str, ...] = Field(TEMPLATE_STUDY, description="templates of the guideline-length study (paper §5.1)")

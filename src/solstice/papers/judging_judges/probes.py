@@ -131,11 +131,13 @@ def live_tables(metrics: Mapping[str, MetricValue], kinds: Sequence[str], templa
     judges = [("live judge (log-prob verdicts)", "live_"), ("live judge (generated text)", "gen_"), ("EM", "em_"),
               ("Contains", "contains_"), ("ContainsWords", "contains_words_")]
     judges = [(n, p) for n, p in judges if f"{p}pa" in metrics or f"{p}unparsed" in metrics]
-    out = ["| Judge | n | Cohen's κ (95% CI) | Scott's π | PA | FPR (lenient) | FNR (strict) | P_+ | unparsed | AUROC of P(correct) |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| Judge | items | parsed n (κ, π, PA) | Cohen's κ (95% CI) | Scott's π | PA | FPR (lenient) | FNR (strict) | P_+ | unparsed | AUROC of P(correct) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, p in judges:
         n = metrics[f"{p}unparsed"].n
-        out.append(f"| {name} | {n} | {g(p + 'kappa', ci=True)} | {g(p + 'pi')} | {g(p + 'pa')} | {g(p + 'fpr')} | "
+        k = metrics.get(f"{p}kappa")
+        parsed = k.n if k is not None else round(n * (1 - metrics[f"{p}unparsed"].value))
+        out.append(f"| {name} | {n} | {parsed} | {g(p + 'kappa', ci=True)} | {g(p + 'pi')} | {g(p + 'pa')} | {g(p + 'fpr')} | "
                    f"{g(p + 'fnr')} | {g(p + 'p_plus')} | {g(p + 'unparsed')} | {g(p + 'auroc', ci=True)} |")
     out += ["", "| Answer kind (true label) | " + " | ".join(n for n, _ in judges) + " |", "|---" * (len(judges) + 1) + "|"]
     for k in kinds:

@@ -57,6 +57,9 @@ class Config(BaseConfig):
         "ones whose Problem is not analysed; 0 = all of them"
     )
     batch_size: int = Field(16, ge=1, description="rows per model call (and per resumable record batch)")
+    sample_batch_size: int | None = Field(
+        None, ge=1, description="rows per call in sampled modes (None: the model's own concurrency setting for "
+        "endpoints, batch_size otherwise)")
     # -- inverse modelling (Jern, Lucas & Kemp 2017) --------------------------------------------
     framings: list[Framing] = Field(["positive", "negative"], description="candy (positive) and electric-shock (negative) framings (paper §4)")
     methods: list[Method] = Field(["zero_shot"], description="inverse prompting: zero_shot and/or cot (paper §4)")

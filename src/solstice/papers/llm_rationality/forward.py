@@ -138,12 +138,21 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def sampled_batch_size(cfg: Any, model: Model) -> int:
+    """Rows per call for sampled estimators: the configured value, else the model's own concurrency
+    (an endpoint answers that many requests at once), else `batch_size`. Never a hidden cap."""
+    if getattr(cfg, "sample_batch_size", None):
+        return int(cfg.sample_batch_size)
+    own = getattr(model, "concurrency", None)
+    return int(own) if isinstance(own, int) and own > 0 else int(cfg.batch_size)
+
+
 def predict(ctx: Any, cfg: Any, model: Model, mode: str, problems: Sequence[G.Problem], estimator: str) -> list[dict[str, Any]]:
     """Records of `mode` for `problems` (resumable: one record per row under key forward/mode/estimator)."""
     est = estimator if mode in ZERO_SHOT_AB else "sample"
     fn = Predictor(cfg, model, mode, est, ctx.seed)
     samples = [Sample(str(p.row), p) for p in problems]
-    bs = cfg.batch_size if est == "logprobs" else max(1, min(cfg.batch_size, 8))
+    bs = cfg.batch_size if est == "logprobs" else sampled_batch_size(cfg, model)
     return ctx.map(samples, fn, batch_size=bs, key=f"forward/{mode}/{est}", description=f"forward {mode}")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from solstice.core.types import Sample
 from solstice.models.base import CAP_LOGLIKELIHOOD, GenParams, Model
 from solstice.models.prefix import fast_label_logprobs, shared_prefix
+from solstice.papers.llm_rationality.forward import sampled_batch_size
 from solstice.papers.llm_rationality.prompts import FRAMING, METHOD, REQUERY
 from solstice.papers.llm_rationality.stimuli import ITEMS, Stimulus, average_ranks
 
@@ -203,7 +204,7 @@ def judge_participant(ctx: Any, cfg: Any, model: Model, stimuli: Sequence[Stimul
     samples = [Sample(f"{it.i}-{it.j}", it) for it in items]
     key = f"inverse/{framing}/{method}/{estimator}/p{participant}"
     fn = Judge(cfg, model, framing, method, estimator, ctx.seed, key)
-    bs = cfg.batch_size if estimator == "logprobs" else max(1, min(cfg.batch_size, 8))
+    bs = cfg.batch_size if estimator == "logprobs" else sampled_batch_size(cfg, model)
     return ctx.map(samples, fn, batch_size=bs, key=key,
                    description=f"inverse {framing} {method} participant {participant + 1}")
 

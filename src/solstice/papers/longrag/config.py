@@ -61,7 +61,7 @@ class Config(BaseConfig):
     reader_questions: int = Field(100, ge=1, description="questions read, spread evenly over the question list")
     reader_budget: int = Field(2000, ge=64, description="context tokens given to the reader, in the reader's tokens "
                                "(paper: ~30K; SmolLM2's window is 8K)")
-    reader_cap: int = Field(0, ge=0, description="grouping budget of the reader's units (0 = reader_budget)")
+    reader_cap: int = Field(0, ge=0, description="grouping budget of the reader's units in the reader's tokens (0 = 85% of reader_budget, leaving room for the titles)")
     reader_retriever: Literal["bm25", "dense"] = Field("dense", description="retriever feeding the reader")
     reader_arms: list[Literal["passages", "units"]] = Field(["passages", "units"], description="contexts compared")
     reader_prompt: Literal["auto", "hotpotqa", "nq"] = Field("auto", description="reader prompt (auto: by dataset)")

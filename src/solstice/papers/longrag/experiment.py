@@ -37,13 +37,17 @@ def arm_names(cfg: Any, caps: Sequence[int], *, base: str = "passages", random: 
 class Workbench:
     """Groupings and indexes of one corpus, built once per run (and optionally kept on disk)."""
 
-    def __init__(self, corpus: Corpus, cfg: Any, *, adjacency: str, name: str, base: str = "passages") -> None:
+    def __init__(self, corpus: Corpus, cfg: Any, *, adjacency: str, name: str, base: str = "passages",
+                 group_counter: Any = None, relations: Adjacency | None = None) -> None:
+        """`group_counter` sizes documents and units (default: `cfg.counter`, which always cuts the
+        retrieval chunks): the reader's own tokens when units must fit a reader's budget."""
         self.corpus, self.cfg, self.kind, self.name, self.base = corpus, cfg, adjacency, name, base
         self.counter = get_counter(cfg.counter)
+        self.group_counter = get_counter(group_counter) if group_counter is not None else self.counter
         t0 = time.perf_counter()
-        self.sizes = dict(zip(corpus.ids, self.counter.count_many([d.render() for d in corpus])))
+        self.sizes = dict(zip(corpus.ids, self.group_counter.count_many([d.render() for d in corpus])))
         self.timings: dict[str, float] = {"count_tokens": time.perf_counter() - t0}
-        self._adj: Adjacency | None = None
+        self._adj: Adjacency | None = relations
         self._groupings: dict[str, Grouping] = {}
         self._indexes: dict[tuple[str, str], UnitIndex] = {}
         self._chunks: dict[str, list[Chunk]] = {}
@@ -70,9 +74,9 @@ class Workbench:
             return self._groupings[arm]
         t0 = time.perf_counter()
         if arm == self.base:
-            g = passage_grouping(self.corpus, counter=self.counter, sizes=self.sizes)
+            g = passage_grouping(self.corpus, counter=self.group_counter, sizes=self.sizes)
         elif arm.startswith("units"):
-            g = group_documents(self.corpus, self.adjacency, max_tokens=int(arm[5:]), counter=self.counter,
+            g = group_documents(self.corpus, self.adjacency, max_tokens=int(arm[5:]), counter=self.group_counter,
                                 sizes=self.sizes, split_oversized=self.cfg.split_oversized)
             problems = g.problems()
             if problems:  # the invariants are the point of this layer: never report on a broken grouping
@@ -125,7 +129,8 @@ class Workbench:
             return None
         cfg = self.cfg
         blob = json.dumps([self.corpus.fingerprint(), arm, retriever, [list(u.doc_ids) for u in g.units],
-                           cfg.chunk_tokens, cfg.chunking, self.counter.name, cfg.encoder, cfg.query_prefix], default=str)
+                           cfg.chunk_tokens, cfg.chunking, self.counter.name, self.group_counter.name, cfg.encoder,
+                           cfg.query_prefix], default=str)
         h = hashlib.sha256(blob.encode()).hexdigest()[:12]
         return Path(cfg.index_dir).expanduser() / f"{self.name}-{arm}-{retriever}-{h}"
 

@@ -129,13 +129,18 @@ def _retrieval(cfg: Config, ctx, wb: Workbench, questions) -> tuple[dict[str, Me
 
 
 def _reader(cfg: Config, ctx, wb: Workbench, questions) -> dict[str, MetricValue]:
-    from solstice.papers.longrag.prompts import load_demos
+    """Passages vs grouped units read by the same reader at equal contexts, measured in the
+    reader's own tokens: units are grouped with the reader's tokenizer (cap: `reader_cap`, default
+    90% of the budget, leaving room for titles), and both arms fill the budget in rank order with
+    every unit whose text and title fit (`fill="skip"`), so neither arm is cut by the reader."""
+    from solstice.papers.longrag.prompts import format_titles, load_demos
     from solstice.papers.longrag.reader import LongReader
 
     qs = ctx.limited(spread(questions, cfg.reader_questions))
     samples = [Sample(q.id, q.text, list(q.answers), {"supporting": list(q.supporting)}) for q in qs]
     by_id = {q.id: q for q in qs}
-    cap = cfg.reader_cap or cfg.reader_budget
+    budget = cfg.reader_budget
+    cap = cfg.reader_cap or int(0.85 * budget)
     arm_of = {"passages": "passages", "units": f"units{cap}"}
     prompt = cfg.reader_prompt if cfg.reader_prompt != "auto" else ("hotpotqa" if cfg.dataset == "hotpotqa" else "nq")
     state: dict[str, Any] = {}
@@ -143,28 +148,35 @@ def _reader(cfg: Config, ctx, wb: Workbench, questions) -> dict[str, MetricValue
     def reader() -> LongReader:
         if "reader" not in state:
             model = ctx.model("reader")  # cached only with --cache (keyed on the weights' fingerprint)
+            # the units the reader reads are sized in its own tokens
+            state["wb"] = Workbench(wb.corpus, cfg, adjacency=wb.kind, name=f"{wb.name}-reader", group_counter=model,
+                                    relations=wb.adjacency)
             state["reader"] = LongReader(
                 model, prompt=prompt, max_new_tokens=cfg.max_new_tokens, extraction=cfg.extraction,
                 extraction_max_new_tokens=cfg.extraction_max_new_tokens, demos=load_demos(cfg.extraction_demos or None),
-                context_budget=cfg.reader_budget)
+                context_budget=budget)
             state["tokens"] = {}
         return state["reader"]
 
     def run_arm(arm: str):
         def fn(batch: list[Sample]) -> list[dict[str, Any]]:
             rd = reader()
-            idx = wb.index(arm_of[arm], cfg.reader_retriever)
+            # passages are single documents whatever counts them: the run's passage index serves
+            idx = (wb if arm == "passages" else state["wb"]).index(arm_of[arm], cfg.reader_retriever)
             counts: dict[str, int] = state["tokens"]
 
-            def size(h) -> int:
+            def size(h) -> int:  # the unit's text, its titles and the blank line between texts
                 if h.unit_id not in counts:
-                    counts[h.unit_id] = rd.model.count_tokens(idx.unit(h.unit_id).text)
+                    u = idx.unit(h.unit_id)
+                    counts[h.unit_id] = (rd.model.count_tokens(u.text) + rd.model.count_tokens(format_titles(u.titles))
+                                         + 2)
                 return counts[h.unit_id]
 
             hits = idx.search([s.input for s in batch], k=min(len(idx), cfg.depth))
             items, sels = [], []
             for s, hs in zip(batch, hits):
-                sel = select(hs, size, budget=cfg.reader_budget)
+                fits = [h for h in hs if size(h) <= budget]  # a unit whose text and titles exceed the budget is never cut
+                sel = select(fits, size, budget=budget, fill="skip")
                 units = [idx.unit(h.unit_id) for h in sel.items]
                 sels.append((sel, units))
                 items.append((s.input, [(u.text, list(u.titles)) for u in units]))
@@ -175,6 +187,7 @@ def _reader(cfg: Config, ctx, wb: Workbench, questions) -> dict[str, MetricValue
                 used_docs = {d for u in units[: o.units_used] for d in u.doc_ids}
                 row = {"arm": arm, "question": q.text, "answers": list(q.answers), **o.to_json(),
                        "selected_units": [u.id for u in units], "budget_truncated": sel.truncated,
+                       "docs_read": len(used_docs), "budget": budget,
                        "support": bool(q.supporting) and set(q.supporting) <= used_docs}
                 if not o.error:
                     row.update(qa_scores(o.short_answer, q.answers, o.long_answer))
@@ -193,20 +206,26 @@ def _reader(cfg: Config, ctx, wb: Workbench, questions) -> dict[str, MetricValue
             vals = [r[m] for r in ok]
             out[f"reader_{m}_{arm}"] = proportion_metric([bool(v) for v in vals]) if m != "f1" else mean_metric(vals)
         out[f"reader_support_{arm}"] = proportion_metric([r["support"] for r in rows])
-        out[f"reader_context_tokens_{arm}"] = mean_metric([r["context_tokens"] for r in rows], higher_is_better=None)
+        out[f"reader_context_tokens_{arm}"] = mean_metric([r["context_tokens"] for r in rows], higher_is_better=None,
+                                                          note=f"reader tokens of the context (titles included); budget {budget}")
+        out[f"reader_docs_{arm}"] = mean_metric([r.get("docs_read", 0) for r in rows], higher_is_better=None,
+                                                note="documents in the context")
         out[f"reader_failures_{arm}"] = MetricValue(float(len(rows) - len(ok)), len(rows), None, False)
         lost = sum(1 for r in rows if r["units_dropped"] or r["cut"])
+        out[f"reader_contexts_cut_{arm}"] = MetricValue(float(lost), len(rows), None, False,
+                                                        "contexts the reader had to cut or shorten")
         if lost:
             ctx.warn(f"reader {arm}: {lost} of {len(rows)} contexts lost units or were cut to fit the budget or window")
     if {"passages", "units"} <= set(per_arm):
-        both = [i for i in per_arm["units"] if i in per_arm["passages"]
-                and not per_arm["units"][i].get("error") and not per_arm["passages"][i].get("error")]
         from solstice.metrics.stats import paired_difference_metric
 
-        for m in ("em_longrag", "em_strict"):
-            out[f"reader_{m}_diff"] = paired_difference_metric(
-                [float(per_arm["units"][i][m]) for i in both], [float(per_arm["passages"][i][m]) for i in both],
-                higher_is_better=None, note="units minus passages, paired over questions")
+        both = [i for i in per_arm["units"] if i in per_arm["passages"]
+                and not per_arm["units"][i].get("error") and not per_arm["passages"][i].get("error")]
+        for m in ("em_longrag", "em_strict", "support", "context_tokens"):
+            if both:
+                out[f"reader_{m}_diff"] = paired_difference_metric(
+                    [float(per_arm["units"][i][m]) for i in both], [float(per_arm["passages"][i][m]) for i in both],
+                    unit="items", higher_is_better=None, note="units minus passages, paired over questions")
     return out
 
 

@@ -40,8 +40,10 @@ class Config(BaseConfig):
                                   "prediction} (or generate_response), e.g. released outputs; to re-judge a run use "
                                   "`solstice rescore RUN --model judge=...`")
     max_new_tokens: int = Field(512, description="candidate answer budget (the reference sets none)")
-    judge_mode: Literal["model", "prefill", "exact"] = Field(
-        "model", description="'model': the judge role rates each answer with the paper's prompt (GPT-4-Turbo in "
+    judge_mode: Literal["auto", "model", "prefill", "exact"] = Field(
+        "auto", description="'auto': 'model' when a judge model is given (or the judge is the target, as in "
+        "the smoke/small protocol), else the rule-based 'exact' judge with a warning, since the default 135M "
+        "judge gives no parsable rating for a real target; 'model': the judge role rates each answer with the paper's prompt (GPT-4-Turbo in "
         "the paper); 'prefill': the same prompt with the judge's turn prefilled by 'Rating: [[' so a small "
         "local judge must give a number (no explanation; not the paper's protocol); 'exact': a rule-based "
         "judge (normalised exact match → 100, else 0) answers the same prompt")

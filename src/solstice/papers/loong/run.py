@@ -222,7 +222,9 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     if store.ambiguous:
         ctx.warn(f"{len(store.ambiguous)} financial document keys match several files (the first in sorted "
                  "order is used; the reference takes an arbitrary one)")
-    jmodel = exact_judge_model() if cfg.judge_mode == "exact" else ctx.model("judge")
+    jmode = resolve_judge_mode(cfg, ctx)
+    cfg = cfg.model_copy(update={"judge_mode": jmode})
+    jmodel = exact_judge_model() if jmode == "exact" else ctx.model("judge")
     judge = make_judge(cfg, jmodel, None)  # judge calls are cached only with --cache (ctx.model)
     preds = {"candidate": {k: r["prediction"] for k, r in gen.items()},
              "oracle": {i.id: oracle_text(i.answer) for i in items},
@@ -242,8 +244,30 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
                       "exact": S.answers_match(by_id[r["sample_id"]].answer, preds[v][r["sample_id"]])}
                      for r in rows]
     metrics = summarize(scored, list(gen.values()))
+    over = [r for r in gen.values() if r["skipped"] and r["bound"] == "window"]
+    if over:
+        ctx.warn(f"{len(over)} of {len(gen)} items left whole documents out because the candidate's window "
+                 f"({builder.window} tokens) is below max_length={cfg.max_length}; their scores are not "
+                 "comparable with the paper's (set the model's context_window if it is larger)")
+    metrics["judge_rule_based"] = MetricValue(float(jmode == "exact"), len(gen), None, None,
+                                              "1 = ratings from the rule-based exact-match judge, not an LLM judge")
     _write_cells(ctx, scored)
     return metrics
+
+
+def resolve_judge_mode(cfg: Config, ctx: Any) -> str:
+    """'auto' → 'model' when a judge was chosen (or judges itself as target, the smoke/small protocol),
+    else the rule-based judge with a warning: the default 135M judge never gives a parsable rating."""
+    if cfg.judge_mode != "auto":
+        return cfg.judge_mode
+    judge, target = ctx.model_specs.get("judge"), ctx.model_specs.get("target")
+    if judge != "default" or judge == target:
+        return "model"
+    ctx.warn(f"no judge model was given for target '{target}': rated by the RULE-BASED exact-match judge "
+             "(100 if the normalised answer matches, else 0), not the paper's LLM judge; give one with "
+             "--model judge=SPEC (GPT-4-Turbo in the paper) or set judge_mode")
+    ctx.record.update(loong_judge={"mode": "exact", "requested": "auto", "fallback": True})
+    return "exact"
 
 
 def summarize(scored: dict[str, list[dict[str, Any]]], gen_rows: list[dict[str, Any]]) -> dict[str, MetricValue]:

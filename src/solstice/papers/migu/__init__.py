@@ -1,6 +1,6 @@
 """MIGU: magnitude-based gradient updating for continual learning (arXiv 2406.17245).
 
-The method is `solstice.papers.migu.method.MIGU`, a step hook for the project's training loop,
+The method is `solstice.training.migu.MIGU`, a step hook for the project's training loop,
 the transformers Trainer (`solstice.training.hf.attach_hooks`) or any loop (`HookedOptimizer`).
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 def _masks(model: Any, tok: Any, texts: list[str], cfg: Any) -> dict[str, Any]:
     import torch
 
-    from solstice.papers.migu.method import MIGU, magnitude_mask
+    from solstice.training.migu import MIGU, magnitude_mask
     from solstice.training.data import collate, encode
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

@@ -44,6 +44,7 @@ class Config(BaseConfig):
     evaluators: list[str] = Field(["rule", "llm"], description="archive ASR evaluators, independent of the judge: rule (canary leak, proxy only), llm (evaluator model; Llama-Guard format in harmful mode)")
     eval_every: int = Field(200, description="iterations between archive evaluations for the curves (Ruby Teaming: every 200)")
     checkpoint_every: int = Field(1, description="iterations between checkpoints of archive, memory and RNG state")
+    lockstep: bool = Field(True, description="run the run's searches (methods x seeds) side by side and send their same-step generations to the model as one batch (one process; results differ from separate runs only in the sampled text)")
     workers: int = Field(1, description="searches run in parallel processes (each loads its own models; results are identical to workers=1)")
     embedding_diversity: bool = Field(False, description="also report mean pairwise MiniLM cosine of the archive prompts")
 

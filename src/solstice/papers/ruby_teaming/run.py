@@ -18,7 +18,7 @@ from solstice.report.plots import pyplot, save_figure
 
 from .config import Config
 from .descriptors import BUILTIN_SEEDS, load_descriptors, read_seed_file, seed_source
-from .search import RedTeamSearch, SearchModels
+from .search import RedTeamSearch, SearchModels, run_lockstep
 
 log = logging.getLogger("solstice.ruby_teaming")
 
@@ -69,6 +69,8 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         done = _parallel(cfg, ctx, todo, seeds)
     else:
         models = build_models(cfg, ctx)
+        if cfg.lockstep and len(todo) > 1:
+            done = _lockstep(cfg, ctx, desc, seeds, models, todo)
     results: dict[str, dict[int, dict[str, Any]]] = {}
     for method, seed in jobs:
         def go(method=method, seed=seed) -> dict[str, Any]:
@@ -80,6 +82,30 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         results.setdefault(method, {})[seed] = ctx.stage(f"search-{method}-seed{seed}", go)
     _write_curves(ctx, results, primary)
     return _aggregate(cfg, results, primary)
+
+
+def _lockstep(cfg: Config, ctx, desc, seeds: list[str], models: SearchModels,
+              todo: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every pending search side by side, their same-step generations batched together."""
+    searches = [RedTeamSearch(cfg, desc, seeds, models, memory_k=cfg.memory_of(m), seed=s, workdir=_workdir(ctx, m, s))
+                for m, s in todo]
+
+    def progress(i: int, total: int) -> None:
+        if i % max(1, total // 10) == 0 or i == total:
+            log.info("lockstep: iteration %d/%d of %d searches", i, total, len(searches))
+
+    key = "-".join(f"{m}.{s}" for m, s in todo)
+    ckpt = ctx.artifact(f"lockstep/{__import__('hashlib').sha256(key.encode()).hexdigest()[:10]}.json")
+    finals = run_lockstep(searches, cfg.iterations, checkpoint=ckpt, progress=progress)
+    out = {}
+    for (m, s), search, final in zip(todo, searches, finals):
+        if cfg.embedding_diversity:
+            from solstice.metrics.diversity import embedding_similarity
+
+            final["embedding_similarity"] = embedding_similarity([e.prompt for e in search.archive.elites()])
+        out[(m, s)] = {"final": final, "curve": search.curve, "stats": search.stats, "canary": search.canary,
+                       "memory_entries": search.memory.n_added}
+    return out
 
 
 def _workdir(ctx, method: str, seed: int) -> Path:

@@ -36,7 +36,7 @@ from solstice.models.base import GenParams, Model, Prompt
 
 from . import prompts as P
 from .archive import Archive, Elite, GridArchive, sample_parents, sample_targets
-from .canary import leak_score, make_canary
+from solstice.judge.canary import leak_score, make_canary
 from .config import Config
 from .descriptors import DescriptorSet
 from .evaluate import LLMEvaluator, RuleEvaluator, archive_metrics, pair_key
@@ -54,6 +54,25 @@ class SearchModels:
     judge: Model | None = None
     critic: Model | None = None
     evaluator: Model | None = None
+
+
+@dataclass
+class Request:
+    """Generations a search step needs: `model.generate(prompts, params)`."""
+
+    model: Model
+    prompts: list[Prompt]
+    params: GenParams
+
+
+def drive(gen, answer: Callable[[Model, list[Prompt], GenParams], list[list[Any]]]):
+    """Run a step generator to its end, answering each Request with `answer`; returns its value."""
+    try:
+        req = next(gen)
+        while True:
+            req = gen.send(answer(req.model, req.prompts, req.params))
+    except StopIteration as stop:
+        return stop.value
 
 
 def derive_seed(*parts: Any) -> int:
@@ -139,9 +158,13 @@ class RedTeamSearch:
         p = self.checkpoint_path
         if p is None or not p.is_file():
             return False
-        st = json.loads(p.read_text())
+        self.restore(json.loads(p.read_text()), where=str(p))
+        return True
+
+    def restore(self, st: dict[str, Any], where: str = "checkpoint") -> None:
+        """Continue from a saved `state()` (and cut the candidate log back to it)."""
         if st.get("version") != STATE_VERSION or st["seed"] != self.seed or st["memory_k"] != self.memory.k:
-            raise ResumeError(f"checkpoint '{p}' belongs to another search (seed/memory differ)")
+            raise ResumeError(f"{where} belongs to another search (seed/memory differ)")
         self.iteration, self.canary = int(st["iteration"]), st["canary"]
         self.rng.bit_generator.state = st["rng"]
         self.archive = GridArchive.from_json(st["archive"])
@@ -151,16 +174,19 @@ class RedTeamSearch:
         if self.log_path is not None and self.log_path.is_file():
             lines = self.log_path.read_text().splitlines(keepends=True)[: self.log_lines]
             self.log_path.write_text("".join(lines))
-        return True
 
     # -- model calls ------------------------------------------------------------------------------
-    def _generate(self, role: str, model: Model, prompts: list[Prompt], params: GenParams) -> list[list[Any]]:
+    def _call(self, model: Model, prompts: list[Prompt], params: GenParams) -> list[list[Any]]:
+        """One request answered for this search alone (batched, or one prompt per call)."""
+        if self.batched:
+            return model.generate(prompts, params)
+        return [model.generate([p], params)[0] for p in prompts]
+
+    def _generate(self, role: str, model: Model, prompts: list[Prompt], params: GenParams):
+        """A generation request (yielded to whoever drives the step), then its bookkeeping."""
         if not prompts:
             return []
-        if self.batched:
-            outs = model.generate(prompts, params)
-        else:
-            outs = [model.generate([p], params)[0] for p in prompts]
+        outs = yield Request(model, prompts, params)
         st = self.stats.setdefault(role, {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0})
         st["calls"] += len(prompts)
         st["prompt_tokens"] += sum(model.count_tokens(model.render(p)) for p in prompts)
@@ -179,7 +205,8 @@ class RedTeamSearch:
             if not todo:
                 break
             seed = derive_seed(self.seed, self.iteration, tag, attempt)
-            outs = self._generate("mutator", self.models.mutator, [prompts[i] for i in todo], params.replace(seed=seed))
+            outs = yield from self._generate("mutator", self.models.mutator, [prompts[i] for i in todo],
+                                             params.replace(seed=seed))
             for i, o in zip(todo, outs):
                 raws[i].append(o[0].text)
                 result[i] = P.parse_one_line(o[0].text)
@@ -188,6 +215,12 @@ class RedTeamSearch:
 
     # -- one iteration ----------------------------------------------------------------------------
     def step(self) -> list[dict[str, Any]]:
+        """One iteration; its generations go to the models as this search's own calls."""
+        return drive(self.step_requests(), self._call)
+
+    def step_requests(self):
+        """One iteration as a generator of `Request`s (answered through `send`), returning its rows:
+        `step()` answers them one by one, `run_lockstep` merges those of several searches."""
         cfg, it, desc = self.cfg, self.iteration, self.desc
         occupied = self.archive.occupied()
         if occupied:
@@ -204,12 +237,12 @@ class RedTeamSearch:
 
         # 3a. risk mutation (zero-shot)
         risk_in = [P.risk_mutation(parents[i], *desc.risks[targets[i][0]], proxy=self.proxy) for i in range(n)]
-        risk_out, risk_raw = self._mutate(risk_in, "risk")
+        risk_out, risk_raw = yield from self._mutate(risk_in, "risk")
         # 3b. style mutation (Ruby: with the memory of recent successful mutations)
         live = [i for i in range(n) if risk_out[i]]
         mem = {i: self.memory.recall(*targets[i]) for i in live}
         style_in = [P.style_mutation(risk_out[i], *desc.styles[targets[i][1]], mem[i]) for i in live]  # type: ignore[arg-type]
-        style_out, style_raw = self._mutate(style_in, "style")
+        style_out, style_raw = yield from self._mutate(style_in, "style")
         cand: dict[int, str] = {}
         for k, i in enumerate(live):
             rows[i].update(risk_prompt=risk_out[i], memory_shown=len(mem[i]), style_raw=style_raw[k])
@@ -233,15 +266,16 @@ class RedTeamSearch:
             self._category_filter(cand, targets, rows)
         order = sorted(cand)
         # 6. the target answers, greedily
-        outs = self._generate("target", self.models.target, [P.target_prompt(cand[i], self.canary) for i in order],
-                              GenParams(max_new_tokens=cfg.target_max_tokens))
+        outs = yield from self._generate("target", self.models.target,
+                                         [P.target_prompt(cand[i], self.canary) for i in order],
+                                         GenParams(max_new_tokens=cfg.target_max_tokens))
         responses = {i: o[0].text.strip() for i, o in zip(order, outs)}
         fits = self._fitness(order, cand, responses, targets)
         # 7. judge against the incumbents
         wins = self._judge(order, cand, responses, fits, targets, rows)
         # 8. replace elites; Ruby: critique and remember
         if wins:
-            self._apply_wins(wins, cand, responses, fits, targets, parents, rows)
+            yield from self._apply_wins(wins, cand, responses, fits, targets, parents, rows)
         self.iteration += 1
         self._log(rows)
         return rows
@@ -308,7 +342,7 @@ class RedTeamSearch:
                 wins.append(i)
         return sorted(wins)
 
-    def _apply_wins(self, wins, cand, responses, fits, targets, parents, rows) -> None:
+    def _apply_wins(self, wins, cand, responses, fits, targets, parents, rows):
         olds = {i: self.archive.get(targets[i]) for i in wins}
         for i in wins:
             r, s = targets[i]
@@ -317,7 +351,7 @@ class RedTeamSearch:
             self.counts["wins"] += 1
         if not self.memory.enabled:
             return
-        critiques = self._critiques(wins, olds, cand, responses, fits, targets, rows)
+        critiques = yield from self._critiques(wins, olds, cand, responses, fits, targets, rows)
         for i in wins:
             j = rows[i].get("judge") or {}
             verdict = (f"won {j['n_first']}/{j['n_first'] + j['n_second']} judge votes" if "n_first" in j
@@ -326,7 +360,7 @@ class RedTeamSearch:
                                         responses[i][:200], verdict, critiques[i]))
             rows[i]["critique"] = critiques[i]
 
-    def _critiques(self, wins, olds, cand, responses, fits, targets, rows) -> dict[int, str]:
+    def _critiques(self, wins, olds, cand, responses, fits, targets, rows):
         def rule(i: int) -> str:
             j = rows[i].get("judge") or {}
             votes = (f"won {j['n_first']} of {j['n_first'] + j['n_second']} judge votes" if "n_first" in j
@@ -342,7 +376,8 @@ class RedTeamSearch:
         prompts = [[{"role": "user", "content": P.CRITIC.format(
             old_prompt=(olds[i].prompt if olds[i] else "(none)"), old_response=(olds[i].response[:300] if olds[i] else "(none)"),
             new_prompt=cand[i], new_response=responses[i][:300])}] for i in wins]
-        outs = self._generate("critic", self.models.critic, prompts, GenParams(max_new_tokens=self.cfg.critic_max_tokens))
+        outs = yield from self._generate("critic", self.models.critic, prompts,
+                                         GenParams(max_new_tokens=self.cfg.critic_max_tokens))
         res = {}
         for i, o in zip(wins, outs):
             text = " ".join(o[0].text.split())
@@ -384,3 +419,75 @@ class RedTeamSearch:
                 progress(self.iteration, iterations)
         final = self.curve[-1] if self.curve and self.curve[-1]["iteration"] == self.iteration else self.evaluate()
         return final
+
+
+def run_lockstep(searches: Sequence[RedTeamSearch], iterations: int, *, checkpoint: Path | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Run several searches side by side, one iteration at a time: their step generators advance
+    together and requests for the same model with the same settings are merged into one call
+    (batching across archive cells, seeds and methods; the merged call's seed derives from the
+    members' seeds, and a request alone in its group keeps its own, so one search runs exactly as
+    `run`). One checkpoint holds every search's state, so a resumed group continues exactly.
+    Returns each search's final metrics."""
+    searches = list(searches)
+    if checkpoint is not None and checkpoint.is_file():
+        st = json.loads(checkpoint.read_text())
+        if len(st["searches"]) != len(searches):
+            raise ResumeError(f"lockstep checkpoint '{checkpoint}' holds {len(st['searches'])} searches, not {len(searches)}")
+        for s, state in zip(searches, st["searches"]):
+            s.restore(state, where=str(checkpoint))
+
+    def save() -> None:
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(checkpoint, {"version": STATE_VERSION, "searches": [s.state() for s in searches]})
+
+    for s in searches:
+        if not s.curve:
+            s.curve.append(s.evaluate())
+    save()
+    cfg = searches[0].cfg
+    while any(s.iteration < iterations for s in searches):
+        live = [s for s in searches if s.iteration < iterations]
+        gens = {i: s.step_requests() for i, s in enumerate(live)}
+        pending: dict[int, Request] = {}
+        for i, g in gens.items():
+            try:
+                pending[i] = next(g)
+            except StopIteration:
+                pass
+        while pending:
+            groups: dict[tuple[int, GenParams], list[int]] = {}
+            for i, req in pending.items():
+                groups.setdefault((id(req.model), req.params.replace(seed=None)), []).append(i)
+            answers: dict[int, list[list[Any]]] = {}
+            for members in groups.values():
+                reqs = [pending[i] for i in members]
+                if len(reqs) == 1:
+                    answers[members[0]] = reqs[0].model.generate(reqs[0].prompts, reqs[0].params)
+                    continue
+                seeds = [r.params.seed for r in reqs]
+                seed = None if all(x is None for x in seeds) else derive_seed("lockstep", *seeds)
+                outs = reqs[0].model.generate([p for r in reqs for p in r.prompts], reqs[0].params.replace(seed=seed))
+                pos = 0
+                for i, r in zip(members, reqs):
+                    answers[i] = outs[pos:pos + len(r.prompts)]
+                    pos += len(r.prompts)
+            nxt: dict[int, Request] = {}
+            for i in pending:
+                try:
+                    nxt[i] = gens[i].send(answers[i])
+                except StopIteration:
+                    pass
+            pending = nxt
+        for s in live:
+            if s.iteration % cfg.eval_every == 0:
+                s.curve.append(s.evaluate())
+        it = min(s.iteration for s in searches)
+        if it % cfg.checkpoint_every == 0 or it == iterations:
+            save()
+        if progress:
+            progress(it, iterations)
+    for s in searches:  # each search's own final checkpoint, as a separate run leaves it
+        s.save()
+    return [s.curve[-1] if s.curve and s.curve[-1]["iteration"] == s.iteration else s.evaluate() for s in searches]

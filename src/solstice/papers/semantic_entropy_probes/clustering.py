@@ -64,18 +64,36 @@ class _Memo:
         raise NotImplementedError
 
 
+# words a sentence answer wraps around its answer ("It is Paris.", "The answer is Paris.")
+FILLER = frozenset("is are was were be it its it's answer called named known as i think believe that".split())
+
+
+def extract_answer(question: str, text: str) -> str:
+    """The answer inside a sentence answer: its SQuAD-normalised words minus those of the question
+    and a few filler words ("The capital of France is Paris." → "paris" for "What is the capital
+    of France?"). A short answer passes through; when nothing is left, the normalised text is kept."""
+    words = normalize_answer(text).split()
+    drop = set(normalize_answer(question).split()) | FILLER
+    kept = [w for w in words if w not in drop]
+    return " ".join(kept) if kept else " ".join(words)
+
+
 class LexicalJudge(_Memo):
     """Equivalence by SQuAD-normalised exact match (`mode="em"`) or token F1 >= threshold
-    (`mode="f1"`, the default for short answers). Symmetric."""
+    (`mode="f1"`, the default for short answers). Symmetric. With `extract=True` (sentence
+    answers, e.g. chat prompts) both answers are first reduced by `extract_answer`, so
+    "...is Paris." and "...is Lyon." differ and "Paris" equals "The capital of France is Paris."."""
 
-    def __init__(self, mode: str = "f1", threshold: float = 0.5) -> None:
+    def __init__(self, mode: str = "f1", threshold: float = 0.5, *, extract: bool = False) -> None:
         super().__init__()
         if mode not in ("em", "f1"):
             raise ConfigError(f"lexical judge mode must be 'em' or 'f1', got '{mode}'")
-        self.mode, self.threshold = mode, threshold
-        self.name = f"lexical-{mode}" + (f"@{threshold:g}" if mode == "f1" else "")
+        self.mode, self.threshold, self.extract = mode, threshold, extract
+        self.name = f"lexical-{mode}" + (f"@{threshold:g}" if mode == "f1" else "") + ("+extract" if extract else "")
 
     def _entail(self, question: str, a: str, b: str) -> str:
+        if self.extract:
+            a, b = extract_answer(question, a), extract_answer(question, b)
         same = exact_match(a, b) if self.mode == "em" else token_f1(a, b) >= self.threshold
         return ENTAILMENT if same else NEUTRAL
 
@@ -237,10 +255,12 @@ def cluster_answers(
 
 
 def make_judge(kind: str, *, model: Any = None, lexical_mode: str = "f1", lexical_threshold: float = 0.5,
-               embedding_threshold: float = 0.95, embedding_model: str = "", nli_model: str = "") -> EquivalenceJudge:
-    """A judge by name: lexical | embedding | llm (needs `model`) | nli (needs `nli_model`)."""
+               embedding_threshold: float = 0.95, embedding_model: str = "", nli_model: str = "",
+               extract: bool = False) -> EquivalenceJudge:
+    """A judge by name: lexical | embedding | llm (needs `model`) | nli (needs `nli_model`);
+    `extract` makes the lexical judge compare extracted answers (sentence answers)."""
     builders: dict[str, Callable[[], EquivalenceJudge]] = {
-        "lexical": lambda: LexicalJudge(lexical_mode, lexical_threshold),
+        "lexical": lambda: LexicalJudge(lexical_mode, lexical_threshold, extract=extract),
         "embedding": lambda: EmbeddingJudge(embedding_model or None, embedding_threshold),
         "llm": lambda: LLMEntailmentJudge(model),
         "nli": lambda: NLIJudge(nli_model),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from solstice.core.config import BaseConfig
 
@@ -26,6 +26,9 @@ class Config(BaseConfig):
     few_shot: int = Field(5, ge=0, description="few-shot examples from the same set (paper §4: 5)")
     instruction: bool = Field(True, description="prepend the brief-answer instruction (paper appendix)")
     chat: bool = Field(False, description="send the prompt as a chat message (the chat variant of the prompt)")
+    answer_extraction: Literal["auto", "on", "off"] = Field(
+        "auto", description="reduce sentence answers to their answer words (minus the question's words) before "
+        "lexical correctness and the lexical judge; auto = on with chat=true, whose answers are sentences")
     n_samples: int = Field(10, ge=1, description="sampled answers per question for SE (paper §2: M = 10)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (paper: 1.0)")
     low_temperature: float = Field(0.1, ge=0, description="temperature of the most-likely answer (paper: 0.1; 0 = greedy)")
@@ -63,3 +66,16 @@ class Config(BaseConfig):
     probe_C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression (sklearn default)")
     probe_max_iter: int = Field(2000, ge=1, description="lbfgs iterations")
     n_bootstrap: int = Field(1000, ge=10, description="bootstrap resamples for CIs (paper: 1000)")
+
+    @property
+    def extract_answers(self) -> bool:
+        return self.answer_extraction == "on" or (self.answer_extraction == "auto" and self.chat)
+
+    @model_validator(mode="after")
+    def _sentence_answers_need_extraction(self) -> Config:
+        lexical = "lexical" in (self.judge, *self.ablation_judges)
+        if self.chat and lexical and self.answer_extraction == "off":
+            raise ValueError("chat=true gives sentence answers, which the lexical judge cannot compare without "
+                             "answer_extraction ('The capital of France is Paris.' vs 'Paris' is wrong, '... Paris' "
+                             "and '... Lyon' one cluster); set answer_extraction=auto or judge=nli/llm")
+        return self

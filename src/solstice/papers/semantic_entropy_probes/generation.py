@@ -23,6 +23,7 @@ import numpy as np
 
 from solstice.data.geonames_qa import QAItem, score_answer
 from solstice.models.base import CAP_WHITEBOX, Completion, GenParams, Model
+from solstice.papers.semantic_entropy_probes.clustering import extract_answer
 from solstice.papers.semantic_entropy_probes.entropy import mean_loglik
 from solstice.papers.semantic_entropy_probes.prompts import (
     P_TRUE_LABELS,
@@ -45,6 +46,7 @@ class GenSettings:
     slt_offset: int = 0
     seed: int = 0
     f1_threshold: float = 0.5
+    extract: bool = False  # sentence answers: score the extracted answer words (chat prompts)
 
 
 def build_prompt(item: QAItem, shots: Sequence[QAItem], s: GenSettings) -> Any:
@@ -68,19 +70,9 @@ def states_at(model: Any, sequences: Sequence[list[int]], positions: Sequence[Se
               dtype: Any = np.float32) -> np.ndarray:
     """Residual streams [n, n_pos, L+1, d] at the given token positions of each token sequence,
     from one padded forward pass per batch (`output_hidden_states=True`)."""
-    torch = model.torch
-    out: list[np.ndarray | None] = [None] * len(sequences)
-    for idx in model._batches([len(s) for s in sequences]):
-        ids, mask = model._pad_left([list(sequences[i]) for i in idx])
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
-            hs = model.model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True).hidden_states
-        stack = torch.stack(hs, dim=1)  # [B, L+1, T, d]
-        width = ids.shape[1]
-        for r, i in enumerate(idx):
-            cols = [width - len(sequences[i]) + p for p in positions[i]]
-            out[i] = stack[r, :, cols].permute(1, 0, 2).float().cpu().numpy().astype(dtype)
-    return np.stack(out) if out else np.zeros((0,), dtype=dtype)  # type: ignore[arg-type]
+    hs = model.hidden_states_of_ids(sequences, positions) if len(sequences) else []
+    out = [h.permute(1, 0, 2).numpy().astype(dtype) for h in hs]  # [n_pos, L+1, d]
+    return np.stack(out) if out else np.zeros((0,), dtype=dtype)
 
 
 def tbg_slt_positions(n_prompt: int, n_answer: int, slt_offset: int = 0) -> tuple[int, int]:
@@ -181,13 +173,15 @@ def generate_batch(model: Model, items: Sequence[QAItem], shots: dict[str, list[
     n = max(1, len(items))
     rows = []
     for it, b, smp, pt in zip(items, best, samples, ptrue):
-        correct, f1 = score_answer(b.text, it.answers, it.distractors, threshold=s.f1_threshold)
+        scored = extract_answer(it.question, b.text) if s.extract else b.text
+        correct, f1 = score_answer(scored, it.answers, it.distractors, threshold=s.f1_threshold)
         if it.metadata.get("unanswerable"):
             correct = False
         rows.append({
             "source": it.source,
             "question": it.question,
             "answer": b.text.strip(),
+            **({"answer_extracted": scored} if s.extract else {}),
             "answer_logprobs": list(b.token_logprobs or ()),
             "answer_finish": b.finish_reason,
             "correct": bool(correct),

@@ -81,7 +81,7 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     gs = GenSettings(n_samples=cfg.n_samples, temperature=cfg.temperature, low_temperature=cfg.low_temperature,
                      max_new_tokens=cfg.max_new_tokens, instruction=cfg.instruction, chat=cfg.chat,
                      share_prefix=cfg.share_prefix, slt_offset=cfg.slt_offset, seed=ctx.seed,
-                     f1_threshold=cfg.f1_threshold)
+                     f1_threshold=cfg.f1_threshold, extract=cfg.extract_answers)
     samples = [Sample(it.id, it, metadata={"set": name}) for name, qs in items.items() for it in qs]
     save = _states_saver(ctx)
 
@@ -104,7 +104,7 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     for kind in dict.fromkeys([cfg.judge, *cfg.ablation_judges]):
         judge = make_judge(kind, model=judge_model, lexical_mode=cfg.lexical_mode,
                            lexical_threshold=cfg.lexical_threshold, embedding_threshold=cfg.embedding_threshold,
-                           embedding_model=cfg.embedding_model, nli_model=cfg.nli_model)
+                           embedding_model=cfg.embedding_model, nli_model=cfg.nli_model, extract=cfg.extract_answers)
         se_rows[kind] = _cluster(ctx, samples, by_id, judge, kind, cfg.strict_entailment)
     return analyse(cfg, ctx, items, stress, by_id, se_rows)
 

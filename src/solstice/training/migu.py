@@ -1,4 +1,5 @@
-"""MIGU: magnitude-based gradient updating (Du et al., 2024, arXiv:2406.17245, §3).
+"""MIGU: magnitude-based gradient updating (Du et al., 2024, arXiv:2406.17245, §3), as a reusable
+training-layer step hook (the paper's continual-learning experiment lives in its paper package).
 
 In every optimizer step, each selected linear layer updates only the weight rows (output units)
 whose outputs had the largest L1 magnitude on the step's batch:
@@ -26,6 +27,12 @@ restores the masked rows after every step instead.
 LoRA (peft): lora_A rows are masked by lora_A's own output magnitude; lora_B rows by the full
 layer output (base + scaled LoRA, `lora_b="combined"`, default) or by lora_B's own output
 (`lora_b="own"`). Frozen base weights are never touched.
+
+Sharded training: MIGU edits `weight.grad` of each module. Under ZeRO-3 / FSDP (flat parameters)
+those are None at the optimizer step; such units are counted (`stats()["units_without_grad"]`, a
+warning is logged) and left out of `kept_fraction`, and a masked step in which no unit has a
+gradient is a ConfigError (MIGU would be a silent no-op). Wrappers with a `.module` (DDP,
+DataParallel) are looked through for the tied-head check.
 """
 
 from __future__ import annotations
@@ -45,6 +52,15 @@ log = logging.getLogger(__name__)
 MODES = ("magnitude", "random")
 MASK_MODES = ("grad", "update")
 LORA_B_MODES = ("combined", "own")
+
+
+def unwrap(model: Any) -> Any:
+    """The module inside DDP / DataParallel / similar wrappers (anything exposing `.module`)."""
+    seen = 0
+    while hasattr(model, "module") and not hasattr(model, "get_output_embeddings") and seen < 8:
+        model = model.module
+        seen += 1
+    return model
 
 
 def kept_rows(n: int, q: float) -> int:
@@ -117,6 +133,7 @@ class MIGU(StepHook):
         self.steps = 0
         self.masked_steps = 0
         self.kept_fraction: list[float] = []
+        self.units_without_grad = 0  # unit-steps whose weight had no gradient to mask
         self._gen = torch.Generator().manual_seed(seed)
         self._handles: list[Any] = []
         self._token_mask: Any = None
@@ -135,8 +152,9 @@ class MIGU(StepHook):
         inc = re.compile(include) if include else None
         exc = re.compile(exclude) if exclude else None
         head = None
-        if tied and hasattr(model, "get_output_embeddings") and hasattr(model, "get_input_embeddings"):
-            out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+        core = unwrap(model)
+        if tied and hasattr(core, "get_output_embeddings") and hasattr(core, "get_input_embeddings"):
+            out, inp = core.get_output_embeddings(), core.get_input_embeddings()
             if out is not None and inp is not None and getattr(out, "weight", None) is getattr(inp, "weight", 0):
                 head = out
         lora_b_parent: dict[int, Any] = {}
@@ -303,19 +321,32 @@ class MIGU(StepHook):
         import torch
 
         kept = total = 0
+        missing = []
         with torch.no_grad():
             for u in self.units:
                 keep = masks.get(u.name)
                 u.mask = keep
                 if keep is None:
                     continue
-                kept += int(keep.sum())
-                total += u.rows
                 drop = ~keep
-                if u.weight.grad is not None:
-                    u.weight.grad[drop] = 0
                 if self.mask_mode == "update":
                     u.saved = (drop, u.weight.detach()[drop].clone())
+                elif u.weight.grad is None:
+                    missing.append(u.name)
+                    continue
+                else:
+                    u.weight.grad[drop] = 0
+                kept += int(keep.sum())
+                total += u.rows
+        if missing:
+            self.units_without_grad += len(missing)
+            if not total:
+                raise ConfigError(
+                    f"MIGU: none of the {len(missing)} masked weights has a gradient at the optimizer step "
+                    "(ZeRO-3 / FSDP keep gradients outside the modules), so masking would do nothing; "
+                    "use DDP or ZeRO <= 2, or mask_mode='update'")
+            log.warning("MIGU: %d masked weights had no gradient this step (e.g. %s); they are not masked "
+                        "and not counted in kept_fraction", len(missing), missing[0])
         if total:
             self.kept_fraction.append(kept / total)
             self.masked_steps += 1
@@ -384,4 +415,5 @@ class MIGU(StepHook):
     def stats(self) -> dict[str, Any]:
         kf = self.kept_fraction
         return {"task": self.task, "steps": self.steps, "masked_steps": self.masked_steps,
-                "units": len(self.units), "kept_fraction": sum(kf) / len(kf) if kf else None}
+                "units": len(self.units), "kept_fraction": sum(kf) / len(kf) if kf else None,
+                "units_without_grad": self.units_without_grad}

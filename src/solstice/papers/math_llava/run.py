@@ -1,0 +1,120 @@
+"""MathVista testmini for any model, and the scorer's model-independent checks.
+
+Stages: `responses` (one zero-shot response per problem, resumable through ctx.map; the figure
+attached for a vision model, dropped for the blind baseline), then scoring (lenient = official, strict
+= unparsed MC answers wrong), breakdowns by every metadata field (artifact `breakdowns.json`) and the
+reference baselines computed on all 1,000 items (oracle, analytic random, seeded random runs, first
+option + 2).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from solstice.core.types import MetricValue, Sample
+from solstice.data import DataSource
+from solstice.errors import DataError
+from solstice.metrics.stats import proportion_metric
+from solstice.models import GenParams, user_message
+from solstice.papers.math_llava import mathvista as mv
+from solstice.papers.math_llava.config import Config
+
+TESTMINI = DataSource(
+    "mathvista-testmini", "mathvista/testmini.json",
+    sha256="ab0148dca9d401c31cc47f29b3826eec28a76ff155a1c0878d81e8daf0413480", license="CC BY-SA 4.0 (MathVista; copy from HZQ950419/Math-LLaVA, Apache-2.0)",
+    description="MathVista testmini annotations: 1,000 problems (images downloaded separately)")
+
+
+def _rate(flags: list[bool], note: str = "") -> MetricValue:
+    m = proportion_metric(flags, note=note)
+    return MetricValue(m.value, m.n, m.ci95, True, m.note, "items" if m.ci95 else "")
+
+
+def evenly(problems: list[mv.Problem], n: int) -> list[mv.Problem]:
+    """n problems evenly spaced over the pid order (all when n >= len)."""
+    if n >= len(problems):
+        return list(problems)
+    idx = np.linspace(0, len(problems) - 1, n).round().astype(int)
+    return [problems[i] for i in sorted(set(idx.tolist()))]
+
+
+def reference_checks(problems: list[mv.Problem], runs: int) -> dict[str, MetricValue]:
+    """Model-independent scorer checks on every problem."""
+    n = len(problems)
+
+    def acc(responses: list[str]) -> float:
+        return sum(r["correct"] for r in mv.score_responses(responses, problems)) / n
+
+    gold = [f"({p.letters[p.choices.index(p.answer)]})" if p.question_type == "multi_choice" else p.answer
+            for p in problems]
+    out = {"oracle_acc": MetricValue(acc(gold), n, None, None, "gold letters / values through the scorer"),
+           "random_analytic_acc": MetricValue(mv.analytic_random(problems), n, None, None,
+                                              "sum over MC items of 1/|choices|, / 1000")}
+    if runs:
+        vals = []
+        for s in range(runs):
+            rng = random.Random(s)
+            vals.append(acc([f"({rng.choice(p.letters)})" if p.choices else "" for p in problems]))
+        out["random_runs_mean_acc"] = MetricValue(float(np.mean(vals)), runs, None, None,
+                                                  f"mean of {runs} seeded uniform-random runs (sd {np.std(vals):.4f})")
+    out["first_or_two_acc"] = MetricValue(acc([mv.first_option_or_two(p) for p in problems]), n, None, None,
+                                          "first option for MC, '2' for free-form")
+    return out
+
+
+def run(cfg: Config, ctx) -> dict[str, MetricValue]:
+    problems = mv.load_testmini(ctx.dataset(TESTMINI))
+    metrics = reference_checks(problems, cfg.random_runs)
+    chosen = evenly(ctx.limited(problems), cfg.questions)
+    root = Path(cfg.image_dir).expanduser() if cfg.images == "attach" else None
+    if root is not None:
+        missing = [p.image for p in chosen if not (root / p.image).is_file()]
+        if missing:
+            raise DataError(f"MathVista image '{root / missing[0]}' is missing ({len(missing)} of {len(chosen)})")
+    else:
+        ctx.warn("blind baseline: figures dropped; a lower bound, not a MathVista score of a vision model")
+    note = "figure + query" if root else "BLIND (text-only): figures dropped"
+    model = ctx.model("target")
+    params = GenParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
+
+    def respond(batch: list[Sample]) -> list[dict[str, Any]]:
+        prompts = [[user_message(mv.build_query(s.input), [root / s.input.image] if root else [])] for s in batch]
+        return [{"response": o[0].text} for o in model.generate(prompts, params)]
+
+    rows = ctx.map([Sample(p.pid, p) for p in chosen], respond, batch_size=cfg.batch_size, key="responses")
+    scored = mv.score_responses([r["response"] for r in rows], chosen)
+    metrics["acc"] = _rate([r["correct"] for r in scored], f"{note}; official (lenient) scoring")
+    metrics["acc_strict"] = _rate([r["correct_strict"] for r in scored], f"{note}; unparsed MC answers wrong")
+    metrics["unparsed"] = MetricValue(float(sum(not r["parsed"] for r in scored)), len(scored), None, False,
+                                      "responses with no extractable answer")
+    tables = {}
+    for key in mv.BREAKDOWNS:
+        tables[key] = mv.breakdown(scored, chosen, key)
+    for task, abbr in mv.TASK_ABBR.items():
+        flags = [r["correct"] for r, p in zip(scored, chosen) if p.metadata.get("task") == task]
+        if flags:
+            metrics[f"acc_{abbr}"] = _rate(flags, f"{note}; task {abbr}")
+    ctx.artifact("breakdowns.json").write_text(json.dumps(tables, indent=1))
+    if cfg.pipeline_figures:
+        from solstice.papers.math_llava.pipeline import model_synthesis, run_pipeline
+
+        pm, data, info, chosen = run_pipeline(cfg.pipeline_figures, ctx.seed, select=min(cfg.select_images, cfg.pipeline_figures),
+                                      banned=[p.question for p in problems])
+        metrics.update(pm)
+        ctx.artifact("mathv_synthetic.json").write_text(json.dumps(data, indent=1))
+        for fid, img in chosen.items():  # the images the JSON refers to (train.py --images)
+            img.save(ctx.artifact(f"figures/{fid}.png"))
+        ctx.artifact("pipeline.json").write_text(json.dumps(info, indent=1, default=float))
+    if cfg.model_synthesis_figures:
+        from solstice.models import CAP_VISION
+
+        mm, mdata = model_synthesis(model, cfg.model_synthesis_figures, ctx.seed, vision=CAP_VISION in model.capabilities)
+        metrics.update(mm)
+        ctx.artifact("model_synthetic.json").write_text(json.dumps(mdata, indent=1))
+    ctx.artifact("scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in scored))
+    return metrics
