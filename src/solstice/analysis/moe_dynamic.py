@@ -41,9 +41,14 @@ class AllExperts:
     layers: list[LayerRecord]
     tokens: int
 
-    def recombination_error(self) -> float:
-        """Max |rebuilt − recorded| over layers: 0 up to float error when the view is right."""
-        return max(float(np.abs(r.rebuilt - r.block_output).max()) for r in self.layers)
+    def recombination_error(self, *, relative: bool = False) -> float:
+        """Max |rebuilt − recorded| over layers (÷ max |recorded| per layer when `relative`): 0 up
+        to float error when the view is right. Relative suits models with massive activations."""
+        errs = []
+        for r in self.layers:
+            e = float(np.abs(r.rebuilt - r.block_output).max())
+            errs.append(e / max(float(np.abs(r.block_output).max()), 1e-30) if relative else e)
+        return max(errs)
 
 
 def all_experts(model: Any, layers: Sequence[MoELayer], input_ids: Any) -> AllExperts:

@@ -57,7 +57,10 @@ def upcycle(dense: Any, *, experts: int = 8, top_k: int = 2, init: str = "copy",
                            num_local_experts=experts, num_experts_per_tok=top_k, router_aux_loss_coef=aux_loss_coef,
                            sliding_window=None)
     cfg.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    moe = tf.MixtralForCausalLM(cfg).float()
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every weight is written below; random init of E× the FFN is slow
+        moe = tf.MixtralForCausalLM(cfg).float()
     dsd = {k: v.float() for k, v in dense.state_dict().items()}
     missing, unexpected = moe.load_state_dict(
         {k: v for k, v in dsd.items() if ".mlp." not in k}, strict=False)
@@ -73,19 +76,31 @@ def upcycle(dense: Any, *, experts: int = 8, top_k: int = 2, init: str = "copy",
             p = f"model.layers.{i}.mlp."
             wg, wu, wd = dsd[p + "gate_proj.weight"], dsd[p + "up_proj.weight"], dsd[p + "down_proj.weight"]
             F = wg.shape[0]
-            gus, downs, lp = [], [], []
-            for _ in range(experts):
+            gu_p, dn_p = layer.mlp.experts.gate_up_proj, layer.mlp.experts.down_proj
+            sg, su, sd = (float(w.std()) for w in (wg, wu, wd))
+            lp = []
+            for e in range(experts):
                 perm = torch.randperm(F, generator=gen) if init == "permute" else torch.arange(F)
                 lp.append(perm)
-                g, u, dn = wg[perm], wu[perm], wd[:, perm]
+                torch.index_select(wg, 0, perm, out=gu_p[e, :F])
+                torch.index_select(wu, 0, perm, out=gu_p[e, F:])
+                torch.index_select(wd, 1, perm, out=dn_p[e])
                 if noise > 0:
-                    g, u, dn = (w + torch.randn(w.shape, generator=gen) * noise * w.std() for w in (g, u, dn))
-                gus.append(torch.cat([g, u], 0))
-                downs.append(dn)
-            layer.mlp.experts.gate_up_proj.copy_(torch.stack(gus))
-            layer.mlp.experts.down_proj.copy_(torch.stack(downs))
+                    for view, sd_ in ((gu_p[e, :F], sg), (gu_p[e, F:], su), (dn_p[e], sd)):
+                        view.add_(torch.randn(view.shape, generator=gen), alpha=noise * sd_)
             w = layer.mlp.gate.weight
             w.copy_(torch.randn(w.shape, generator=gen) * router_std)
             perms.append(lp)
     moe.eval()
     return moe, UpcycleInfo(experts, top_k, init, noise, router_std, perms)
+
+
+def train_only_moe(model: Any) -> int:
+    """Freeze everything but the MoE blocks (experts and routers); returns the trainable count."""
+    n = 0
+    for name, p in model.named_parameters():
+        p.requires_grad = ".mlp." in name
+        n += p.numel() if p.requires_grad else 0
+    if n == 0:
+        raise CapabilityError("no MoE parameters (…mlp.…) to train")
+    return n
