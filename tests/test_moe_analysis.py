@@ -213,3 +213,22 @@ def test_streamed_layer_matches_model(tiny, tmp_path):
         for a, b in zip(streamed.expert_weights(e), live.expert_weights(e)):
             assert np.allclose(a, b.numpy())
     assert np.allclose(S.matrix_similarity(streamed)["down"], S.matrix_similarity(live)["down"])
+
+
+def test_training_moe_only_moves_experts_and_routers_not_the_rest(tiny):
+    from solstice.models.upcycle import train_only_moe
+    from solstice.training.loop import TrainConfig, train
+
+    dense, tok = tiny("llama")
+    moe, _ = upcycle(dense, experts=4, init="copy", noise=0.01, router_std=0.1)
+    before = {k: v.clone() for k, v in moe.state_dict().items()}
+    n = train_only_moe(moe)
+    assert n == sum(p.numel() for k, p in moe.named_parameters() if ".mlp." in k)
+    ids = tok(TEXT * 3).input_ids
+    rows = [{"input_ids": ids[i:i + 32], "labels": ids[i:i + 32]} for i in range(0, len(ids) - 32, 32)]
+    res = train(moe, tok, rows, TrainConfig(lr=1e-3, batch_size=2, max_steps=3))
+    assert res.steps == 3 and all(np.isfinite(res.losses))
+    after = moe.state_dict()
+    assert not torch.equal(before["model.layers.0.mlp.gate.weight"], after["model.layers.0.mlp.gate.weight"])
+    assert not torch.equal(before["model.layers.1.mlp.experts.down_proj"], after["model.layers.1.mlp.experts.down_proj"])
+    assert torch.equal(before["model.layers.0.self_attn.q_proj.weight"], after["model.layers.0.self_attn.q_proj.weight"])
