@@ -62,9 +62,9 @@ PAPER = PaperSpec(
     ),
     scales={
         "smoke": Reproduction(
-            "SmolLM2-135M upcycled to E = 4, top-2 in permute mode without noise, untrained; layers 0, 7, 14, 21, 29; 3 sentences; one Hungarian "
+            "SmolLM2-135M upcycled to E = 4, top-2 in permute mode (1% noise), untrained; layers 0, 7, 14, 21, 29; 3 sentences; one Hungarian "
             "pair on the last layer (a plumbing check)",
-            {"experts": 4, "noise": 0.0, "n_sentences": 3, "layers": [0, 7, 14, 21, 29], "static_layers": [29],
+            {"experts": 4, "n_sentences": 3, "layers": [0, 7, 14, 21, 29], "static_layers": [29],
              "hungarian_pairs": 1}, minutes=1.0),
         "small": Reproduction(
             "the spec plan's analyses: SmolLM2-135M upcycled to E = 8, top-2, 10 sentences, all pairs on "

@@ -116,9 +116,12 @@ def _dynamic(cfg: Config, ctx: Any, model: Any, tok: Any, layers: list[Any]) -> 
         rec = D.all_experts(model, layers, ids)
         sim = D.output_similarity(rec, angular=name == "long")
         rc = D.rank_counts(rec)
-        top = []  # per token-layer case: top-score expert is the max-norm expert
-        for r in rec.layers:
-            top += (np.argmax(r.scores, 1) == np.argmax(np.linalg.norm(r.outputs, axis=-1).T, 1)).tolist()
+        top: list[float] = []  # per token-layer case: top-score expert is the max-norm expert
+        for r in rec.layers:  # a tie between the two largest norms (identical experts) is no case: NaN
+            norms = np.sort(np.linalg.norm(r.outputs, axis=-1).T, axis=1)
+            tied = norms[:, -1] - norms[:, -2] <= 1e-5 * norms[:, -1]
+            hit = (np.argmax(r.scores, 1) == np.argmax(np.linalg.norm(r.outputs, axis=-1).T, 1)).astype(float)
+            top += np.where(tied, np.nan, hit).tolist()
         out[name] = {"tokens": rec.tokens, "recombination_max_abs_err": rec.recombination_error(),
                      "recombination_max_rel_err": rec.recombination_error(relative=True),
                      "similarity_layers": sim.layers, "depth_curve": sim.depth_curve(),
@@ -176,7 +179,8 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
         "gate_r2": mean_metric(r2["gate"]), "up_r2": mean_metric(r2["up"]), "down_r2": mean_metric(r2["down"]),
         "gate_minus_up_r2": paired_difference_metric(r2["gate"], r2["up"], note="paired over sparse layers"),
         "gate_minus_down_r2": paired_difference_metric(r2["gate"], r2["down"], note="paired over sparse layers"),
-        "p_top_is_max_norm": mean_metric([float(x) for x in long["top_is_max_norm"]]),
+        "p_top_is_max_norm": mean_metric([float(x) for x in long["top_is_max_norm"]],
+                                         note="cases with tied largest norms dropped"),
         "top_max_norm_minus_chance": mean_metric([float(x) - 1.0 / E for x in long["top_is_max_norm"]],
                                                  note=f"chance 1/E = {1 / E:.3f}; token-layer cases, not independent"),
         "last_minus_min_similarity": MetricValue(float(curve[-1] - min(curve[:-1])) if len(curve) > 1 else float("nan"),
