@@ -1,18 +1,22 @@
 """BigCodeBench evaluation: our sandboxed harness vs the official evaluator, on the same samples
 file, in one run on this machine, with the same number of workers.
 
-The samples are, per task, the canonical solution plus two deliberately broken variants (a stub,
-an exception, the last line dropped, a syntax error, or the body without the prompt's imports,
-which calibration repairs), all scored calibrated as the leaderboard does. Prints the wall-time
-ratio, samples/second, the peak memory of each harness's whole process tree (sum of PSS, and of
-RSS) and the per-sample verdict agreement (pass vs not pass) on supported tasks.
+Sample mix (`--mix`): `canonical-heavy` (the default) is every selected task's canonical solution
+plus `--broken` extra samples spread systematically over the tasks, cycling through a `pass`
+stub, a one-line mutation (the last statement dropped), a syntax error, a sleeper (the canonical
+solution that sleeps 0.5 s per call: it passes slowly), a raised exception and the body without
+the prompt's imports (which calibration repairs); `broken-heavy` is the earlier mix, per task the
+canonical solution plus two broken variants. All scored calibrated as the leaderboard does. The
+harnesses alternate chunk by chunk (each chunk a systematic sample of the tasks). Prints the
+wall-time ratio, samples/second, the peak memory of each harness's whole process tree (sum of
+PSS, and of RSS) and the per-sample verdict agreement (pass vs not pass).
 
-    python bench/bench_bigcodebench_eval.py --official-venv DIR [--tasks 200 | --tasks 0 (all)]
+    python bench/bench_bigcodebench_eval.py --official-venv DIR [--tasks 400 --broken 150 --chunks 4]
 
 DIR is a virtualenv holding the official `bigcodebench` package and the few packages its
-evaluator imports (pip install --no-deps bigcodebench; pip install termcolor tqdm appdirs wget
-tempdir pqdm tree-sitter tree-sitter-python) that sees the same task libraries as ours (e.g. a .pth
-file pointing at our site-packages); it may also come from $BCB_OFFICIAL_VENV. Without it
+evaluator imports (pip install --no-deps bigcodebench==0.2.5; pip install termcolor tqdm appdirs
+wget tempdir pqdm tree-sitter tree-sitter-python) that sees the same task libraries as ours (e.g.
+a .pth file pointing at our site-packages); it may also come from $BCB_OFFICIAL_VENV. Without it
 the benchmark says so and exits 0. The official evaluator runs the samples unsandboxed, as the
 current user: only run it on these benign samples. Needs SOLSTICE_DATA.
 """
@@ -28,12 +32,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 VARIANTS = ("stub", "raise", "drop_last", "syntax", "bare")
+EXTRA_KINDS = ("stub", "drop_last", "syntax", "sleep", "raise", "bare")
 
 
 def variant(task, kind: str) -> str:
@@ -52,7 +58,23 @@ def variant(task, kind: str) -> str:
         return task.complete_prompt + task.canonical_solution + "\n    )(\n"
     if kind == "bare":  # signature + body, without the prompt's imports and constants
         return sig + "\n" + task.canonical_solution
+    if kind == "sleep":  # passes, slowly: 0.5 s per call of the entry point
+        return task.complete_prompt + "    __import__('time').sleep(0.5)\n" + task.canonical_solution
     raise ValueError(kind)
+
+
+def build_canonical_heavy(tasks, extra: int) -> list[dict]:
+    """Every task's canonical solution, plus `extra` broken or slow samples on every
+    (len(tasks) / extra)-th task, cycling through EXTRA_KINDS."""
+    rows = [{"task_id": t.task_id, "solution": t.complete_prompt + t.canonical_solution, "variant": "canonical"}
+            for t in tasks]
+    step = len(tasks) / extra if extra else 0
+    for j in range(min(extra, len(tasks)) if extra else 0):
+        t = tasks[int(j * step)]
+        kind = EXTRA_KINDS[j % len(EXTRA_KINDS)]
+        rows.append({"task_id": t.task_id, "solution": variant(t, kind), "variant": kind})
+    order = {t.task_id: i for i, t in enumerate(tasks)}
+    return sorted(rows, key=lambda r: order[r["task_id"]])  # stable: canonical first within a task
 
 
 def build_samples(tasks) -> list[dict]:
@@ -114,7 +136,9 @@ def timed(cmd: list[str], env: dict, log: Path) -> tuple[float, float, float, in
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--official-venv", default=os.environ.get("BCB_OFFICIAL_VENV", ""))
-    ap.add_argument("--tasks", type=int, default=200, help="stratified slice of supported tasks (0 = all)")
+    ap.add_argument("--tasks", type=int, default=400, help="stratified slice of supported tasks (0 = all)")
+    ap.add_argument("--mix", choices=("canonical-heavy", "broken-heavy"), default="canonical-heavy")
+    ap.add_argument("--broken", type=int, default=150, help="canonical-heavy: extra broken / slow samples")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=240.0, help="per sample, both harnesses (official: 240 s + 1)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "bigcodebench" / "bench_eval.json"))
@@ -136,7 +160,7 @@ def main() -> int:
 
     data = Path(os.environ["SOLSTICE_DATA"]) / "bigcodebench" / "BigCodeBench-v0.1.0_hf.jsonl.gz"
     tasks = select(load_tasks(data), pool="supported", size=args.tasks, seed=0)
-    rows = build_samples(tasks)
+    rows = build_samples(tasks) if args.mix == "broken-heavy" else build_canonical_heavy(tasks, args.broken)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bcb-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     plain = work / "tasks.jsonl"
@@ -148,11 +172,14 @@ def main() -> int:
     tasks = sorted((t for p in parts for t in p), key=lambda t: t.number)
     keep = {t.task_id for t in tasks}
     rows = [r for r in rows if r["task_id"] in keep]
+    mix = dict(sorted(Counter(r["variant"] for r in rows).items()))
+    print(f"sample mix: {mix}")
     print(f"{len(tasks)} tasks, {len(rows)} samples, {args.workers} workers, timeout {args.timeout:g}s, "
           f"{run_chunks} of {chunks} interleaved chunks; work dir {work}")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
     env_off = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "BIGCODEBENCH_TIMEOUT_PER_TASK")}
-    report: dict = {"n_tasks": len(tasks), "n_samples": len(rows), "workers": args.workers, "timeout": args.timeout,
+    report: dict = {"n_tasks": len(tasks), "n_samples": len(rows), "mix": args.mix, "sample_mix": mix,
+                    "load_average_start": os.getloadavg(), "workers": args.workers, "timeout": args.timeout,
                     "chunks": f"{run_chunks} of {chunks}", "machine": f"{os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%d %H:%M"),
                     "command": " ".join(sys.argv)}
     ours_status: dict = {}
@@ -174,7 +201,8 @@ def main() -> int:
         samples = work / f"samples-{c}.jsonl"
         samples.write_text("".join(json.dumps({"task_id": r["task_id"], "solution": r["solution"]}) + "\n"
                                    for r in rows if r["task_id"] in ids))
-        if args.only in ("both", "ours"):
+
+        def run_ours(c=c, ids=ids, samples=samples, saved=saved) -> bool:
             out = work / f"runs-{c}"
             cmd = [sys.executable, "-m", "solstice", "run", "bigcodebench", "--allow-code-exec", "--out", str(out),
                    "--set", f"samples={samples}", "--set", "partial=true", "--set", "check_gt=false",
@@ -183,30 +211,40 @@ def main() -> int:
             run_dir = next(out.glob("bigcodebench/*"), None)
             if code != 0 or run_dir is None:
                 print(f"our harness failed (exit {code}); see {work / f'ours-{c}.log'}")
-                return 1
+                return False
             for x in (run_dir / "samples.jsonl").read_text().splitlines():
                 x = json.loads(x)
                 if x.get("key") == "exec":
                     ours_status[(x["task_id"], x["sample_index"])] = x["status"]
             _acc(tot["ours"], wall, pss, rss)
-            saved["ours"] = {"acc": [wall, pss, rss], "status": {f"{k[0]}#{k[1]}": v for k, v in ours_status.items()
-                                                                 if k[0] in ids}}
-            print(f"  chunk {c}: ours {wall:7.1f} s", flush=True)
-        if args.only in ("both", "official"):
+            saved["ours"] = {"acc": [wall, pss, rss], "load": os.getloadavg()[0],
+                             "status": {f"{k[0]}#{k[1]}": v for k, v in ours_status.items() if k[0] in ids}}
+            print(f"  chunk {c}: ours {wall:7.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+            return True
+
+        def run_official(c=c, ids=ids, samples=samples, saved=saved) -> bool:
             cmd = [str(py), str(ROOT / "bench" / "bigcodebench_official_driver.py"), "--tasks", str(plain),
                    "--samples", str(samples), "--parallel", str(args.workers), "--ids", ",".join(sorted(ids)), "--no-gt"]
             wall, pss, rss, code = timed(cmd, env_off, work / f"official-{c}.log")
             res_path = Path(str(samples).replace(".jsonl", "_eval_results.json"))
             if code != 0 or not res_path.is_file():
                 print(f"official evaluator failed (exit {code}); see {work / f'official-{c}.log'}")
-                return 1
+                return False
             for tid, rs in json.loads(res_path.read_text())["eval"].items():
                 for i, r in enumerate(rs):
                     off_status[(tid, i)] = r["status"]
             _acc(tot["official"], wall, pss, rss)
-            saved["official"] = {"acc": [wall, pss, rss], "status": {f"{k[0]}#{k[1]}": v for k, v in off_status.items()
-                                                                     if k[0] in ids}}
-            print(f"  chunk {c}: official {wall:7.1f} s", flush=True)
+            saved["official"] = {"acc": [wall, pss, rss], "load": os.getloadavg()[0],
+                                 "status": {f"{k[0]}#{k[1]}": v for k, v in off_status.items() if k[0] in ids}}
+            print(f"  chunk {c}: official {wall:7.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+            return True
+
+        sides = [("ours", run_ours), ("official", run_official)]
+        if c % 2:  # alternate which harness goes first (ABBA), so drift in the machine's load cancels
+            sides.reverse()
+        for name, fn in sides:
+            if args.only in ("both", name) and not fn():
+                return 1
         done.write_text(json.dumps(saved))
     for name in ("ours", "official"):
         wall, pss, rss = tot[name]
@@ -217,6 +255,13 @@ def main() -> int:
     if ours_status and off_status:
         ratio = tot["official"][0] / tot["ours"][0]
         report["speedup"] = round(ratio, 2)
+        report["chunk_walls"] = []
+        for c in range(run_chunks):
+            saved = json.loads((work / f"chunk-{c}.json").read_text())
+            ow, fw = saved["ours"]["acc"][0], saved["official"]["acc"][0]
+            report["chunk_walls"].append({"chunk": c, "ours_s": round(ow, 1), "official_s": round(fw, 1),
+                                          "ratio": round(fw / ow, 2), "load": [saved["ours"].get("load"),
+                                                                               saved["official"].get("load")]})
         keys = [(r["task_id"], i) for r, i in _indexed(rows)]
         kinds = {(r["task_id"], i): r["variant"] for r, i in _indexed(rows)}
         agree = [(ours_status[k] == "pass") == (off_status.get(k) == "pass") for k in keys]
@@ -224,6 +269,10 @@ def main() -> int:
                for k, a in zip(keys, agree) if not a]
         task_ids = sorted({k[0] for k in keys}, key=lambda x: int(x.split("/")[1]))
         task_agree = sum(all(a for k, a in zip(keys, agree) if k[0] == tid) for tid in task_ids)
+        by_kind: dict = {}
+        for k, a in zip(keys, agree):
+            by_kind.setdefault(kinds[k], []).append(a)
+        report["agreement_by_variant"] = {v: f"{sum(a)}/{len(a)}" for v, a in sorted(by_kind.items())}
         report.update(sample_agreement=round(sum(agree) / len(agree), 4), task_agreement=round(task_agree / len(task_ids), 4),
                       disagreements=dis,
                       ours_pass=sum(v == "pass" for v in ours_status.values()),

@@ -236,3 +236,60 @@ def test_fallback_layers_alone_still_contain(tmp_path):
     for k in ("net", "write", "write_tmp", "kill"):
         assert res[k].status == "fail", (k, res[k].details)
     assert not target.exists() and not os.path.exists("/tmp/solstice_fallback_escape.txt")
+
+
+def test_a_virtualenv_under_tmp_stays_visible_under_the_private_tmp():
+    """The private /tmp of each job must not hide an interpreter that lives under /tmp: a venv
+    built in a 0700 directory below /tmp runs samples that import from its site-packages, and
+    the job cannot write into it."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from solstice.sandbox import Job, SandboxConfig, SandboxPool
+
+    base = tempfile.mkdtemp(prefix="solstice-venv-test-", dir="/tmp")
+    try:
+        venv = os.path.join(base, "venv")
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv], check=True)
+        py = os.path.join(venv, "bin", "python")
+        site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        with open(os.path.join(site, "solstice_tmp_probe.py"), "w") as f:
+            f.write("VALUE = 42\n")
+        prog = (f"import sys, solstice_tmp_probe\ndef f():\n    assert sys.prefix == {venv!r}, sys.prefix\n"
+                "    assert solstice_tmp_probe.VALUE == 42\n")
+        write = "import solstice_tmp_probe\ndef f():\n    open(solstice_tmp_probe.__file__, 'a').write('x')\n"
+        for kw in ({}, {"network_namespace": False, "drop_privileges": False}):
+            with SandboxPool(SandboxConfig(workers=1, timeout=20, python=py, **kw)) as pool:
+                iso = pool.isolation
+                res = pool.run_all([Job("import", prog + TEST), Job("write", write + TEST)])
+            if "private /tmp" not in iso["filesystem"]:
+                pytest.skip(f"no private /tmp on this machine: {iso['notes']}")
+            assert os.path.realpath(venv) in iso.get("filesystem_binds", []), iso
+            assert res["import"].status == "pass", (kw, res["import"].details)
+            assert res["write"].status == "fail", (kw, res["write"].details)
+        with open(os.path.join(site, "solstice_tmp_probe.py")) as f:
+            assert f.read() == "VALUE = 42\n"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_sample_cannot_forge_its_verdict_and_zero_tests_is_an_error():
+    """Result lines written by the sample itself (to every descriptor it has, at import time,
+    then exiting cleanly) carry no job nonce and are ignored; a program without tests is an
+    error, not a pass."""
+    from solstice.sandbox import Job, SandboxConfig, SandboxPool
+
+    forge = ("import json, os\nfor ev in ({'event': 'begin'}, {'event': 'start', 'test': 'test_it'},\n"
+             "           {'event': 'test', 'test': 'test_it', 'outcome': 'pass'},\n"
+             "           {'event': 'done', 'tests_run': 1, 'failures': 0, 'errors': 0, 'skipped': 0}):\n"
+             "    for fd in range(1, 64):\n        try:\n            os.write(fd, (json.dumps(ev) + '\\n').encode())\n"
+             "        except OSError:\n            pass\nos._exit(0)\ndef f():\n    assert False\n")
+    empty = "import unittest\nclass TestCases(unittest.TestCase):\n    pass\n"
+    with SandboxPool(SandboxConfig(workers=1, timeout=10, preload=())) as pool:
+        res = pool.run_all([Job("forge", forge + TEST), Job("empty", empty), Job("ok", "def f():\n    pass\n" + TEST)])
+    assert res["forge"].status == "fail", res["forge"]
+    assert "before the tests finished" in res["forge"].details["ALL"]
+    assert res["empty"].status == "error" and "0 tests" in res["empty"].details["ALL"]
+    assert res["ok"].status == "pass"

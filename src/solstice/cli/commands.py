@@ -206,3 +206,29 @@ def cache_clear_cmd(directory, prefix) -> None:
 
     n = clear_cache(directory, prefix)
     click.echo(f"deleted {n} entries")
+
+
+@cli.group("bigcodebench")
+def bigcodebench_group() -> None:
+    """BigCodeBench tools: the pinned evaluation environment."""
+
+
+@bigcodebench_group.command("env")
+@click.option("--python", "python", default=sys.executable, show_default=True,
+              help="Base interpreter (the official pins target Python 3.10).")
+@click.option("--dir", "target", type=click.Path(), default=None,
+              help="Where the virtualenv goes (default: the solstice cache, per Python version).")
+@click.option("--requirements", type=click.Path(), default=None, help="Install these pins instead of the official ones.")
+@click.option("--no-harness", is_flag=True, help="Leave out the sandbox's own layer (pyseccomp).")
+@click.option("--force", is_flag=True, help="Rebuild an existing directory.")
+@click.option("--pip-arg", "pip_args", multiple=True, help="Extra argument for pip install (repeatable).")
+def bigcodebench_env_cmd(python, target, requirements, no_harness, force, pip_args) -> None:
+    """Build a virtualenv with the official evaluation requirements pinned; run samples in it with
+    `solstice run bigcodebench --set python=DIR/bin/python`."""
+    from solstice.papers.bigcodebench import env
+
+    reqs = env.read_requirements(requirements) if requirements else None
+    m = env.build(python, Path(target) if target else None, reqs, harness=not no_harness, force=force,
+                  pip_args=tuple(pip_args))
+    click.echo(f"built {m['python']} (Python {m['python_version']}, {len(m['freeze'])} packages, {m['built_s']} s)")
+    click.echo(f"use it with: solstice run bigcodebench --allow-code-exec --set python={m['python']}")

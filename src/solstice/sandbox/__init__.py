@@ -1,14 +1,20 @@
 """Sandboxed execution of untrusted (model-written) Python code.
 
 `SandboxPool(SandboxConfig(...)).run([Job(...)])` runs each job in its own fresh process, forked
-from a per-worker zygote that preloaded heavy libraries once, with: a fresh working directory
-(a private /tmp in its own mount namespace where the OS allows), a wall-clock limit with the whole
-process tree killed on timeout, an address-space limit relative to the worker's baseline, a
-process limit, no network (own network namespace, else Landlock/audit-hook blocking), an
-unprivileged user when the harness runs as root, Landlock filesystem rules, a scrubbed
-environment, per-worker matplotlib/XDG caches and capped stdout/stderr. Results carry a status
-(pass / fail / timeout / error) and per-test error text. See pool.py for the API and
-`SandboxPool.isolation` for the layers that are active on this machine.
+from a per-worker zygote that preloaded heavy libraries once, and yields results as they finish
+(a continuous queue: a free worker takes the next job at once). Layers, the strongest the machine
+allows: a private /tmp, /var/tmp, /dev/shm in its own mount namespace (paths the interpreter needs
+below them bind-mounted back read-only), a private network namespace, an unprivileged uid when
+the harness runs as root (else a user namespace), Landlock filesystem / TCP / signal rules, a
+seccomp filter (Unix and, without a network namespace, inet sockets; signals to the harness;
+ptrace; io_uring), a per-job cgroup v2 memory limit where delegated (else RLIMIT_AS per process
+plus a polled bound on the job's whole process tree), RLIMIT_NPROC / FSIZE, a wall-clock limit with
+the whole process tree killed, a scrubbed environment, a non-dumpable harness, an audit hook as a
+last Python-level guard. `SandboxPool.isolation` reports each layer, `level` ("full" | "reduced")
+and one warning per weaker layer; `SandboxConfig(strict=True)` refuses to start below full.
+Results carry a status (pass / fail / timeout / error) and per-test error text; result events
+carry a per-job nonce (lines a sample forges are ignored) and a unittest job that ran 0 tests is
+an error.
 """
 
 from solstice.sandbox.deps import imported_modules, missing_modules

@@ -25,10 +25,11 @@ class _Emitter:
     """Writes events as JSON lines; keeps its own references so that a sample that rebinds
     json/os names cannot break the channel by accident."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd, self.dumps, self.write = fd, json.dumps, os.write
+    def __init__(self, fd: int, nonce: str = "") -> None:
+        self.fd, self.dumps, self.write, self.nonce = fd, json.dumps, os.write, nonce
 
     def __call__(self, **event) -> None:
+        event["n"] = self.nonce  # the worker ignores lines without this job's nonce
         data = (self.dumps(event, default=str) + "\n").encode("utf-8", "replace")
         try:
             while data:
@@ -60,9 +61,24 @@ def _private_tmp(plan: dict) -> str:
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     opts = f"size={int(plan['tmp_size_mb'])}m,mode=1777"
+    # paths the interpreter needs below the covered directories (a venv or checkout under /tmp):
+    # held open before the tmpfs hides them, then bind-mounted back, read-only, at their places
+    keep = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in plan.get("tmp_binds", [])]
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(d):
             linux.mount("tmpfs", d, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, opts)
+    for p, fd in keep:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(p, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(p), mode=0o755, exist_ok=True)
+            open(p, "w").close()
+        linux.mount(f"/proc/self/fd/{fd}", p, None, linux.MS_BIND | linux.MS_REC)
+        try:
+            linux.mount("none", p, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+        except OSError:
+            pass  # the files stay protected by their owner and Landlock
+        os.close(fd)
     for i, (block, paths) in enumerate(plan.get("expose", [])):
         _expose(block, paths, f"/tmp/.expose-{i}")
     work = "/tmp/work"
@@ -112,7 +128,7 @@ def _landlock(plan: dict, work: str) -> None:
     read = linux.LL_FS_READ_FILE | linux.LL_FS_READ_DIR | linux.LL_FS_EXECUTE
     handled = rights if plan.get("landlock_read") else rights & ~read
     rules = [(work, rights)]
-    writable = ["/dev/shm"] + (["/tmp", "/var/tmp"] if plan.get("private_tmp") else [])
+    writable = (["/dev/shm"] if plan.get("shm_writable") else []) + (["/tmp", "/var/tmp"] if plan.get("private_tmp") else [])
     rules += [(d, rights) for d in writable]
     dev_rw = linux.LL_FS_READ_FILE | linux.LL_FS_WRITE_FILE | linux.LL_FS_TRUNCATE | linux.LL_FS_IOCTL_DEV
     rules += [(f"/dev/{n}", dev_rw) for n in ("null", "zero", "full", "random", "urandom", "tty")]
@@ -128,7 +144,7 @@ def _audit_hook(plan: dict, work: str):
     import socket
 
     me = os.getpid()
-    roots = tuple(os.path.realpath(p) for p in [work, "/dev/shm", "/dev/null"]
+    roots = tuple(os.path.realpath(p) for p in [work, "/dev/null"] + (["/dev/shm"] if plan.get("shm_writable") else [])
                   + (["/tmp", "/var/tmp"] if plan.get("private_tmp") else []))
     net_guard, fs_guard = plan.get("net_guard", False), plan.get("fs_guard", False)
     inet = (socket.AF_INET, socket.AF_INET6)
@@ -228,6 +244,9 @@ def isolate(plan: dict, job: dict, result_fd: int) -> str:
     """Apply every isolation layer of `plan`; returns the working directory."""
     os.setsid()
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if job.get("cgroup"):  # join the job's memory cgroup before anything is allocated
+        with open(os.path.join(job["cgroup"], "cgroup.procs"), "w") as f:
+            f.write("0")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     _close_fds(result_fd)
@@ -252,6 +271,11 @@ def isolate(plan: dict, job: dict, result_fd: int) -> str:
         linux.drop_to_user(plan["uid"], plan["gid"], plan.get("keep_caps", 0))
     elif plan.get("drop_caps"):
         linux.set_capabilities(0)
+    if plan.get("seccomp"):
+        from solstice.sandbox import seccomp
+
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        seccomp.install(deny_unix=True, deny_inet=bool(plan.get("seccomp_inet")), protect=list(plan.get("protect", [])))
     _environment(plan, work)
     _streams()
     _audit_hook(plan, work)
@@ -365,7 +389,7 @@ RUNNERS = {"unittest": _unittest_runner, "script": _script_runner}
 
 
 def enter(plan: dict, job: dict, result_fd: int) -> None:
-    emit = _Emitter(result_fd)
+    emit = _Emitter(result_fd, job.pop("nonce", ""))
     try:
         isolate(plan, job, result_fd)
     except BaseException as exc:  # noqa: BLE001 - a setup failure is reported, never ignored

@@ -75,3 +75,55 @@ def missing_modules(modules: Iterable[str]) -> list[str]:
 
 def is_stdlib(module: str) -> bool:
     return module in sys.stdlib_module_names or module in sys.builtin_module_names
+
+
+_PROBE = r"""
+import importlib.util, json, sys
+from importlib import metadata
+mods = json.loads(sys.argv[1])
+out = {"python": sys.version.split()[0], "executable": sys.executable, "prefix": sys.prefix, "missing": [],
+       "origins": {}, "versions": {}}
+dists = metadata.packages_distributions()
+for m in mods:
+    try:
+        spec = importlib.util.find_spec(m)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None and m not in sys.builtin_module_names:
+        out["missing"].append(m)
+        continue
+    out["origins"][m] = getattr(spec, "origin", None) or ""
+    for d in dists.get(m, []):
+        try:
+            out["versions"][d] = metadata.version(d)
+        except metadata.PackageNotFoundError:
+            pass
+print(json.dumps(out))
+"""
+
+
+@cache
+def _probe(python: str, modules: tuple[str, ...]) -> dict:
+    import json
+    import subprocess
+
+    from solstice.errors import ConfigError
+    from solstice.sandbox.pool import CHILD_ENV, worker_pythonpath
+
+    env = dict(CHILD_ENV, PYTHONPATH=worker_pythonpath())  # what the sandbox worker will see
+    try:
+        proc = subprocess.run([python, "-c", _PROBE, json.dumps(list(modules))], capture_output=True, text=True,
+                              timeout=120, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"cannot run the sample interpreter {python}: {exc}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"the sample interpreter {python} failed to start: {last}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def interpreter_info(python: str, modules: Iterable[str]) -> dict:
+    """What `python` (the interpreter that will run the samples; may differ from this one) has
+    of `modules`: {"python", "executable", "prefix", "missing", "origins", "versions"}. Checked by
+    running it with the environment a sandbox worker gets."""
+    return _probe(python, tuple(sorted(set(modules))))

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from solstice.errors import BackendError, ConfigError
+from solstice.errors import BackendError, CapabilityError, ConfigError
 from solstice.sandbox.zygote import read_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,12 @@ CHILD_ENV = {
     "NUMEXPR_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0",
     "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
 }
+
+
+def worker_pythonpath() -> str:
+    """PYTHONPATH of a sandbox worker: this package's source root, then the harness's own."""
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join([pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
 @dataclass
@@ -56,6 +62,9 @@ class SandboxConfig:
     network_namespace: bool = True
     private_tmp: bool = True
     landlock: bool = True
+    seccomp: bool = True  # libseccomp filter (needs pyseccomp in the sample's interpreter)
+    cgroup: bool = True  # a cgroup v2 memory limit per job where the host delegates one
+    strict: bool = False  # refuse to run (CapabilityError) below full isolation
     restrict_reads: bool = True  # Landlock: reads only below system and Python directories
     drop_privileges: bool = True  # as root: run jobs as an unprivileged uid (uid_base + slot)
     uid_base: int = 62000
@@ -117,8 +126,7 @@ class _Worker:
     def start(self) -> None:
         cfg = self.pool.config
         env = {k: v for k, v in CHILD_ENV.items()}
-        pkg_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["PYTHONPATH"] = worker_pythonpath()
         cache = os.path.join(self.slot_dir, "cache")
         env.update(HOME=self.slot_dir, MPLCONFIGDIR=os.path.join(cache, "matplotlib"),
                    XDG_CACHE_HOME=cache, XDG_CONFIG_HOME=os.path.join(self.slot_dir, "config"))
@@ -141,7 +149,7 @@ class _Worker:
             "file_size_mb": cfg.file_size_mb, "tmp_size_mb": cfg.tmp_size_mb, "max_processes": cfg.max_processes,
             "network_namespace": cfg.network_namespace, "private_tmp": cfg.private_tmp, "landlock": cfg.landlock,
             "restrict_reads": cfg.restrict_reads, "drop_privileges": cfg.drop_privileges, "uid_base": cfg.uid_base,
-            "read_paths": read_paths, "child_env": child_env,
+            "read_paths": read_paths, "child_env": child_env, "seccomp": cfg.seccomp, "cgroup": cfg.cgroup,
         })
         self.proc.stdin.flush()
         msg = read_frame(self.proc.stdout.fileno())
@@ -192,8 +200,7 @@ class SandboxPool:
         self.base_dir = self.config.base_dir or tempfile.mkdtemp(prefix="solstice-sandbox-")
         os.makedirs(self.base_dir, exist_ok=True)
         os.chmod(self.base_dir, 0o711)
-        if os.geteuid() != 0:
-            _protect_harness()
+        _protect_harness()
         self.workers: list[_Worker] = []
         try:
             for i in range(self.config.workers):
@@ -202,6 +209,11 @@ class SandboxPool:
             self.close()
             raise
         self.restarts = 0
+        iso = self.isolation
+        if self.config.strict and iso.get("level") != "full":
+            self.close()
+            raise CapabilityError("isolation=strict: this machine gives only reduced sandbox isolation: "
+                                  + "; ".join(iso.get("warnings") or ["unknown"]) + " (" + "; ".join(iso.get("notes") or []) + ")")
 
     @property
     def isolation(self) -> dict[str, Any]:
@@ -226,6 +238,9 @@ class SandboxPool:
     def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
         """Run every job; yield results in completion order."""
         todo = deque(jobs)
+        for w in self.workers:
+            if w.job is not None:  # a result still owed to an abandoned run(): never hand it to this one
+                self._restart(w)
         sel = selectors.DefaultSelector()
         try:
             for w in self.workers:
@@ -265,6 +280,15 @@ class SandboxPool:
     def run_all(self, jobs: Iterable[Job]) -> dict[str, ExecResult]:
         return {r.id: r for r in self.run(jobs)}
 
+    def _restart(self, w: _Worker) -> None:
+        if w.proc is not None and w.proc.poll() is None:
+            w.proc.kill()
+        try:
+            w.stop()
+        except OSError:
+            pass
+        w.start()
+
     def _replace(self, w: _Worker, sel: selectors.BaseSelector, why: str) -> ExecResult:
         job = w.job
         code = w.proc.poll() if w.proc else None
@@ -302,8 +326,8 @@ class SandboxPool:
 
 
 def _protect_harness() -> None:
-    """Without root, jobs run as the harness's own user: make this process non-dumpable so that its
-    /proc entries (environ, memory) become unreadable to them."""
+    """Make this process non-dumpable so that its /proc entries (environ, memory) are unreadable
+    to jobs that run as the harness's own user (or as root without capabilities)."""
     try:
         from solstice.sandbox import linux
 

@@ -50,6 +50,12 @@ class Config(BaseConfig):
     memory_mb: int = Field(4096, ge=256, description="address space a sample may add to its worker's baseline (MiB)")
     isolate_network: bool = Field(True, description="run samples in a private network namespace (loopback only) where possible")
     drop_privileges: bool = Field(True, description="as root, run samples as an unprivileged uid")
+    python: str = Field(
+        "", description="interpreter that runs the samples, e.g. the pinned one `solstice bigcodebench env` builds "
+        "(empty: this one); missing task libraries are detected in it")
+    isolation: Literal["best", "strict"] = Field(
+        "best", description="best: the strongest sandbox this machine allows, weaker layers warned about in the run "
+        "record; strict: refuse to run below full isolation")
     check_gt: bool = Field(True, description="run the canonical solutions first (cached per environment) and score only tasks whose ground truth passes")
     gt_abort_below: float = Field(
         0.5, ge=0.0, le=1.0, description="abort when the ground-truth pass rate on supported tasks is below this (broken environment)")

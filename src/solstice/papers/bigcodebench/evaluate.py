@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -53,10 +54,35 @@ def exclusions() -> dict[str, dict[str, str]]:
     return json.loads(text)["tasks"]
 
 
-def sandbox_config(cfg: Any, preload: Iterable[str] = DEFAULT_PRELOAD) -> SandboxConfig:
+# Shipped exclusions that hold in any environment; the others (library or Python versions, data
+# files) are re-derived from the ground-truth run when the environment differs from the list's.
+ENV_INDEPENDENT = ("network", "root", "slow", "flaky")
+
+
+def shipped_environment() -> dict[str, Any]:
+    text = resources.files("solstice.papers.bigcodebench").joinpath("exclusions.json").read_text()
+    return json.loads(text).get("environment", {})
+
+
+def same_environment(interp: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the samples' interpreter matches the environment the shipped list was measured
+    in (Python major.minor and the major.minor of its key libraries); else what differs."""
+    env = shipped_environment()
+    diffs = []
+    if not interp.get("python", "").startswith(env.get("python", "?") + "."):
+        diffs.append(f"Python {interp.get('python')} (list: {env.get('python')})")
+    for lib, want in env.get("libraries", {}).items():
+        have = interp.get("versions", {}).get(lib)
+        if have is not None and ".".join(have.split(".")[:2]) != want:
+            diffs.append(f"{lib} {have} (list: {want})")
+    return not diffs, ", ".join(diffs)
+
+
+def sandbox_config(cfg: Any, preload: Iterable[str] = DEFAULT_PRELOAD, python: str = "") -> SandboxConfig:
     return SandboxConfig(
         workers=cfg.workers, timeout=cfg.timeout, memory_mb=cfg.memory_mb, preload=tuple(preload),
         network_namespace=cfg.isolate_network, drop_privileges=cfg.drop_privileges,
+        python=python or sys.executable, strict=getattr(cfg, "isolation", "best") == "strict",
     )
 
 
@@ -92,26 +118,53 @@ def run_units(pool: SandboxPool, units: list[Unit], on_result: Callable[[Unit, E
     return out
 
 
+class InOrder:
+    """A continuous work queue with in-order hand-back. On the first request (for the unit list
+    from position `first` onwards) every unit goes to the pool at once, so both workers stay busy;
+    `results(first, units)` returns the results of `units`, reading the pool's completion-order
+    stream and keeping results that arrive early until they are asked for."""
+
+    def __init__(self, pool_fn: Callable[[], SandboxPool], units_from: Callable[[int], list[Unit]]) -> None:
+        self.pool_fn, self.units_from = pool_fn, units_from
+        self.stream = None
+        self.early: dict[str, ExecResult] = {}
+        self.by_id: dict[str, Unit] = {}
+
+    def results(self, position: int, units: list[Unit]) -> list[tuple[Unit, ExecResult]]:
+        if not units:
+            return []
+        if self.stream is None:
+            todo = self.units_from(position)
+            self.by_id = {u.id: u for u in todo}
+            self.stream = self.pool_fn().run([Job(u.id, program(u.solution, u.task), timeout=u.timeout) for u in todo])
+        out = []
+        for u in units:
+            if u.id not in self.by_id:  # ctx.map asks in order, so every later unit is queued
+                raise RuntimeError(f"{u.id} was asked for but is not in the work queue")
+            while u.id not in self.early:
+                res = next(self.stream, None)
+                if res is None:
+                    raise RuntimeError(f"the sandbox pool returned no result for {u.id}")
+                self.early[res.id] = res
+            out.append((u, self.early.pop(u.id)))
+        return out
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+
 def trim_details(details: dict[str, str]) -> dict[str, str]:
     return {k: (v if len(v) <= DETAIL_CAP else "..." + v[-DETAIL_CAP:]) for k, v in details.items()}
 
 
 # -- ground truth ---------------------------------------------------------------------------------
-def environment_key(tasks: list[Task], cfg: Any, dataset_sha: str) -> str:
-    """What the canonical results depend on: dataset, Python, the versions of the libraries the
-    tasks import, the limits and this harness."""
-    from importlib import metadata
-
-    dists = metadata.packages_distributions()
-    mods = sorted({m for t in tasks for m in t.third_party})
-    versions = {}
-    for m in mods:
-        for d in dists.get(m, []):
-            try:
-                versions[d] = metadata.version(d)
-            except metadata.PackageNotFoundError:
-                pass
-    blob = json.dumps({"data": dataset_sha, "python": sys.version, "libs": versions, "timeout": cfg.timeout,
+def environment_key(tasks: list[Task], cfg: Any, dataset_sha: str, interp: dict[str, Any]) -> str:
+    """What the canonical results depend on: dataset, the samples' interpreter and the versions of
+    the libraries the tasks import in it, the limits and this harness."""
+    blob = json.dumps({"data": dataset_sha, "python": interp.get("python"), "executable": interp.get("executable"),
+                       "libs": interp.get("versions", {}), "timeout": cfg.timeout,
                        "memory": cfg.memory_mb, "exec": EXEC_VERSION, "root": os.geteuid() == 0,
                        "network": cfg.isolate_network, "drop": cfg.drop_privileges}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -147,19 +200,60 @@ def ground_truth(pool: SandboxPool, tasks: list[Task], cfg: Any, key: str, use_c
     return {t.task_id: cached[t.task_id] for t in tasks}
 
 
-def classify_gt(tasks: list[Task], gt: dict[str, dict[str, Any]], shipped: dict[str, dict[str, str]]
-                ) -> dict[str, Any]:
-    """Ground-truth summary: pass rate on supported tasks and every failure with its reason."""
+def classify_gt(tasks: list[Task], gt: dict[str, dict[str, Any]], shipped: dict[str, dict[str, str]],
+                same_env: bool = True) -> dict[str, Any]:
+    """Ground-truth summary: pass rate on supported tasks and every failure with its reason. In
+    the environment the shipped list was measured in, its entries explain failures; elsewhere
+    only its environment-independent entries do, and every failure gets its reason re-derived
+    from this run (the failure's last line) instead of the shipped one."""
     failed = {tid: r for tid, r in gt.items() if r["status"] != "pass"}
-    explained = {tid: shipped[tid] for tid in failed if tid in shipped}
+    usable = shipped if same_env else {k: v for k, v in shipped.items() if v.get("category") in ENV_INDEPENDENT}
+    explained = {tid: usable[tid] for tid in failed if tid in usable}
     unexplained = sorted(set(failed) - set(explained), key=lambda x: int(x.rsplit("/", 1)[1]))
     n = len(gt)
+    derived = {tid: {"status": r["status"], "reason": _last_line(r)} for tid, r in failed.items()}
     return {
         "n": n, "passed": n - len(failed), "gt_pass_rate": (n - len(failed)) / n if n else float("nan"),
         "failed_tasks": sorted(failed, key=lambda x: int(x.rsplit("/", 1)[1])),
-        "explained": explained, "unexplained": unexplained,
+        "explained": explained, "unexplained": unexplained, "derived_exclusions": derived,
+        "exclusions_source": "shipped list (measured in this environment)" if same_env else
+        "re-derived from this run's ground truth (the shipped list was measured elsewhere; only its "
+        + "/".join(ENV_INDEPENDENT) + " entries are used)",
         "gt_pass_rate_after_exclusions": (n - len(failed)) / (n - len(explained)) if n - len(explained) else float("nan"),
     }
+
+
+def _last_line(r: dict[str, Any]) -> str:
+    for d in r.get("details", {}).values():
+        lines = [x for x in d.strip().splitlines() if x.strip()]
+        if lines:
+            return lines[-1][:200]
+    return r.get("status", "")
+
+
+_MISSING = re.compile(r"(?:ModuleNotFoundError|ImportError): (?:No module named|cannot import name \S+ from) '?([\w.]+)'?")
+
+
+def diagnose(gt: dict[str, dict[str, Any]], interp: dict[str, Any]) -> str:
+    """The likely cause of a broken environment, naming the module and the path: a module the
+    samples' interpreter lacks, or one it has outside the sandbox that jobs cannot import."""
+    counts: dict[str, int] = {}
+    for r in gt.values():
+        for d in r.get("details", {}).values():
+            m = _MISSING.search(d)
+            if m:
+                top = m.group(1).split(".")[0]
+                counts[top] = counts.get(top, 0) + 1
+                break
+    if not counts:
+        return ""
+    mod, n = max(counts.items(), key=lambda kv: kv[1])
+    py = interp.get("executable", "?")
+    if mod in interp.get("missing", []):
+        return f"{n} canonical solutions fail to import '{mod}', which {py} does not have (install it there)"
+    origin = interp.get("origins", {}).get(mod) or "?"
+    return (f"{n} canonical solutions fail to import '{mod}', which {py} imports outside the sandbox from {origin}: "
+            f"the sandbox hides that path (see the isolation report's filesystem entries)")
 
 
 # -- samples files ----------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from solstice.papers.bigcodebench.config import Config
 from solstice.papers.bigcodebench.sanitize import SANITIZE_VERSION, sanitize
 from solstice.papers.bigcodebench.tasks import Task, data_source, load_tasks, select, summary
 from solstice.report.plots import pyplot, save_figure, worth_drawing
+from solstice.sandbox.deps import interpreter_info
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +43,6 @@ def _load(cfg: Config, ctx) -> tuple[list[Task], dict[str, Any]]:
         meta = {"source": src.origin, "version": cfg.version, "subset": cfg.subset, "revision": src.revision}
     meta["sha256"] = file_sha256(path)
     return load_tasks(path), meta
-
-
-def _library_versions(tasks: list[Task]) -> dict[str, str]:
-    from importlib import metadata
-
-    dists = metadata.packages_distributions()
-    out = {}
-    for m in sorted({m for t in tasks for m in t.third_party}):
-        for d in dists.get(m, []):
-            try:
-                out[d] = metadata.version(d)
-            except metadata.PackageNotFoundError:
-                pass
-    return out
 
 
 def _generate(cfg: Config, ctx, tasks: list[Task]) -> dict[str, list[str]]:
@@ -93,21 +82,28 @@ def _generate(cfg: Config, ctx, tasks: list[Task]) -> dict[str, list[str]]:
     return {r["task_id"]: r["solutions"] for r in rows}
 
 
-def _gt_stage(cfg: Config, ctx, pool_fn, supported: list[Task], dataset_sha: str) -> dict[str, Any]:
+def _gt_stage(cfg: Config, ctx, pool_fn, supported: list[Task], dataset_sha: str, interp: dict[str, Any]
+              ) -> dict[str, Any]:
     shipped = ev.exclusions()
     if not cfg.check_gt:
         return {"checked": False, "results": {}}
-    key = ev.environment_key(supported, cfg, dataset_sha)
+    key = ev.environment_key(supported, cfg, dataset_sha, interp)
     results = ctx.stage("ground_truth", lambda: ev.ground_truth(pool_fn(), supported, cfg, key))
-    info = ev.classify_gt(supported, results, shipped)
-    info.update(checked=True, results=results, key=key)
+    same, diff = ev.same_environment(interp)
+    info = ev.classify_gt(supported, results, shipped, same_env=same)
+    info.update(checked=True, results=results, key=key, environment_differs=diff)
+    if not same:
+        ctx.warn(f"the shipped exclusion list was measured in another environment ({diff}); exclusions are "
+                 "re-derived from this run's ground truth")
     rate = info["gt_pass_rate"]
     if supported and rate < cfg.gt_abort_below:
         lasts = [(d.strip().splitlines() or [r["status"]])[-1][:120] for r in results.values()
                  if r["status"] != "pass" for d in list(r["details"].values())[:1]]
         top = Counter(lasts).most_common(1)[0][0] if lasts else "unknown"
+        cause = ev.diagnose(results, interp)
         raise BackendError(f"the execution environment looks broken: only {rate:.1%} of the canonical solutions pass "
-                           f"(most common failure: {top}); fix the environment before scoring models")
+                           f"(most common failure: {top})" + (f"; {cause}" if cause else "")
+                           + "; fix the environment before scoring models")
     if rate < 0.99:
         ctx.warn(f"ground truth passes on {rate:.1%} of supported tasks ({len(info['failed_tasks'])} fail; "
                  f"{len(info['unexplained'])} not in the shipped exclusion list)")
@@ -135,12 +131,19 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         solutions = None
     if not tasks:
         raise ConfigError("no tasks selected; check task_ids, pool and slice_size")
-    unsupported = {t.task_id: t.missing for t in tasks if t.missing}
+    python = cfg.python or sys.executable
+    if cfg.python and not os.access(cfg.python, os.X_OK):
+        raise ConfigError(f"python '{cfg.python}' is not an executable interpreter")
+    # missing libraries are looked up in the interpreter that runs the samples (it may be a pinned env)
+    interp = interpreter_info(python, {m for t in tasks for m in t.modules})
+    lacking = set(interp["missing"])
+    unsupported = {t.task_id: sorted(t.modules & lacking) for t in tasks if t.modules & lacking}
     supported = [t for t in tasks if t.task_id not in unsupported]
     if unsupported:
         ctx.warn(f"{len(unsupported)} of {len(tasks)} tasks need libraries that are not installed "
                  f"({', '.join(sorted({m for v in unsupported.values() for m in v})[:12])}); they are reported as "
-                 "unsupported; pip install 'solstice-llm[bigcodebench]' adds the scientific tier")
+                 f"unsupported (interpreter {python}); pip install 'solstice-llm[bigcodebench]' adds the scientific "
+                 "tier, `solstice bigcodebench env` builds the official pinned environment")
     if solutions is None:
         solutions = _generate(cfg, ctx, supported)
 
@@ -150,12 +153,15 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         if not pool_box:
             from solstice.sandbox import SandboxPool
 
-            pool_box.append(SandboxPool(ev.sandbox_config(cfg, ev.preload_for(supported, cfg.preload))))
-            log.info("sandbox isolation: %s", pool_box[0].isolation)
+            pool_box.append(SandboxPool(ev.sandbox_config(cfg, ev.preload_for(supported, cfg.preload), python)))
+            iso = pool_box[0].isolation
+            log.info("sandbox isolation: %s", iso)
+            for w in iso.get("warnings", []):
+                ctx.warn(f"reduced sandbox isolation: {w} (--set isolation=strict refuses to run like this)")
         return pool_box[0]
 
     try:
-        gt = _gt_stage(cfg, ctx, pool, supported, dmeta["sha256"])
+        gt = _gt_stage(cfg, ctx, pool, supported, dmeta["sha256"], interp)
         if gt["checked"]:
             gt_ok = {tid for tid, r in gt["results"].items() if r["status"] == "pass"}
         else:
@@ -189,7 +195,7 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         metrics["gt_pass_rate_after_exclusions"] = MetricValue(
             gt["gt_pass_rate_after_exclusions"], gt["n"] - len(gt["explained"]), None, True,
             "canonical solutions passing once the failures the shipped exclusion list explains are left out")
-    _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation)
+    _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation, interp)
     return metrics
 
 
@@ -203,38 +209,48 @@ def _execute(cfg, ctx, pool, tasks, solutions, unsupported, gt, gt_ok) -> list[d
         d = gt["results"].get(tid, {}).get("duration") if gt["checked"] else None
         return max(cfg.timeout, 3 * d + 5) if d else cfg.timeout
 
+    def units_of(s: Sample) -> list[ev.Unit]:
+        tid, i = s.input["task_id"], s.input["index"]
+        if tid in unsupported:
+            return []
+        sols = solutions.get(tid, [])
+        sol = sols[i] if i < len(sols) else ""
+        return [ev.Unit(f"{s.id}|{v}", by_id[tid], ev.calibrate(by_id[tid], sol) if v == "cal" else sol,
+                        timeout_of(tid)) for v in variants]
+
+    # One continuous queue over every sample still to run (no batch barrier: a worker takes the
+    # next unit as soon as it is free); ctx.map asks for the samples in order, one at a time, so
+    # the records are still written in order and a killed run resumes after the last one written.
+    queue = ev.InOrder(pool, lambda first: [u for s in samples[first:] for u in units_of(s)])
+    position = {s.id: i for i, s in enumerate(samples)}
+
     def execute(batch: list[Sample]) -> list[dict[str, Any]]:
-        units, out = [], {}
+        rows = []
         for s in batch:
             tid, i = s.input["task_id"], s.input["index"]
             sols = solutions.get(tid, [])
-            sol = sols[i] if i < len(sols) else ""
-            base = {"task_id": tid, "sample_index": i, "solution": sol, "scored": tid in gt_ok}
+            row = {"task_id": tid, "sample_index": i, "solution": sols[i] if i < len(sols) else "",
+                   "scored": tid in gt_ok}
             if tid in unsupported:
-                why = {"ALL": "missing modules: " + ", ".join(unsupported[tid])}
-                out[s.id] = dict(base, status="unsupported", details=why,
-                                 **({"status_uncalibrated": "unsupported"} if len(variants) == 2 else {}))
-                continue
-            out[s.id] = base
-            for v in variants:
-                code = ev.calibrate(by_id[tid], sol) if v == "cal" else sol
-                units.append(ev.Unit(f"{s.id}|{v}", by_id[tid], code, timeout_of(tid)))
-        if units:
-            for uid, res in ev.run_units(pool(), units).items():
-                sid, v = uid.rsplit("|", 1)
-                primary = v == variants[0]
+                row.update(status="unsupported", details={"ALL": "missing modules: " + ", ".join(unsupported[tid])},
+                           **({"status_uncalibrated": "unsupported"} if len(variants) == 2 else {}))
+            for u, res in queue.results(position[s.id], units_of(s)):
+                primary = u.id.rsplit("|", 1)[1] == variants[0]
                 key = "" if primary else "_uncalibrated"
-                out[sid][f"status{key}"] = res.status
-                out[sid][f"details{key}"] = ev.trim_details(res.details)
+                row[f"status{key}"] = res.status
+                row[f"details{key}"] = ev.trim_details(res.details)
                 if primary:
-                    out[sid].update(tests=res.tests, duration=round(res.duration, 3))
-        return [out[s.id] for s in batch]
+                    row.update(tests=res.tests, duration=round(res.duration, 3))
+            rows.append(row)
+        return rows
 
-    return ctx.map(samples, execute, batch_size=max(8, 8 * cfg.workers), key="exec",
-                   description="bigcodebench execute")
+    try:
+        return ctx.map(samples, execute, batch_size=1, key="exec", description="bigcodebench execute")
+    finally:
+        queue.close()
 
 
-def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation) -> None:
+def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported, isolation, interp) -> None:
     p1, p1u = metrics.get("pass@1"), metrics.get("pass@1_uncalibrated")
     if p1 and p1u and not math.isnan(p1.value) and abs(p1.value - p1u.value) >= 0.01:
         ctx.warn(f"calibrated and uncalibrated pass@1 differ by {abs(p1.value - p1u.value) * 100:.1f} points "
@@ -249,7 +265,8 @@ def _report(cfg, ctx, tasks, by_task, metrics, breakdown, gt, dmeta, unsupported
         "sandbox": {"isolation": isolation, "workers": cfg.workers, "timeout_s": cfg.timeout,
                     "memory_mb": cfg.memory_mb},
         "ground_truth": {k: v for k, v in gt.items() if k != "results"},
-        "unsupported": unsupported, "library_versions": _library_versions(tasks),
+        "unsupported": unsupported, "library_versions": interp["versions"],
+        "interpreter": {k: interp[k] for k in ("executable", "python", "prefix")},
         "task_summary": summary(tasks),
     }
     if not cfg.samples:

@@ -22,25 +22,38 @@ def score(
     by_task: dict[str, list[dict[str, Any]]], tasks: list[Task], scored: set[str], *, ks: list[int],
     calibration: str, seed: int = 12345,
 ) -> tuple[dict[str, MetricValue], dict[str, Any]]:
-    """Metrics over the scored tasks (supported here and, when checked, with a passing ground
-    truth) plus `_all` variants over every selected task (unsupported tasks count as failed)."""
+    """The headline `pass@k` is over every selected task, as the leaderboard's denominator is:
+    a task that is unsupported here or whose ground truth fails here counts as failed (all its
+    samples fail). `pass@k_supported` beside it is over the scored tasks only (supported here
+    and, when checked, with a passing ground truth). Leaderboard comparisons use the former."""
     primary = "status"
     has_raw = calibration == "both"
     tmap = {t.task_id: t for t in tasks}
     scored_ids = [t.task_id for t in tasks if t.task_id in scored and by_task.get(t.task_id)]
     counts = [_counts(by_task[tid], primary) for tid in scored_ids]
+
+    n_default = max((len(v) for v in by_task.values()), default=1)
+
+    def every_task(field: str) -> list[tuple[int, int]]:
+        return [_counts(by_task[t.task_id], field) if t.task_id in scored and by_task.get(t.task_id)
+                else (len(by_task.get(t.task_id, [])) or n_default, 0) for t in tasks]
+
     metrics: dict[str, MetricValue] = {}
+    all_counts = every_task(primary)
     kk = valid_ks(counts, ks)
-    for k in kk:  # the primary status: calibrated unless calibration == "uncalibrated"
-        metrics[f"pass@{k}"] = pass_at_k_metric(counts, k, seed=seed)
+    for k in valid_ks(all_counts, ks):  # the primary status: calibrated unless calibration == "uncalibrated"
+        metrics[f"pass@{k}"] = pass_at_k_metric(all_counts, k, seed=seed, note=(
+            "every selected task; unsupported and environment-failed tasks count as failed (leaderboard denominator)"))
+    for k in kk:
+        metrics[f"pass@{k}_supported"] = pass_at_k_metric(counts, k, seed=seed, note=(
+            "only the tasks scored here (supported, ground truth passing); not comparable with the leaderboard"))
     if has_raw:
+        raw_all = every_task("status_uncalibrated")
         raw = [_counts(by_task[tid], "status_uncalibrated") for tid in scored_ids]
+        for k in valid_ks(raw_all, ks):
+            metrics[f"pass@{k}_uncalibrated"] = pass_at_k_metric(raw_all, k, seed=seed)
         for k in valid_ks(raw, ks):
-            metrics[f"pass@{k}_uncalibrated"] = pass_at_k_metric(raw, k, seed=seed)
-    all_counts = [_counts(by_task.get(t.task_id, []), primary) if by_task.get(t.task_id) else (1, 0) for t in tasks]
-    if kk:
-        metrics["pass@1_all"] = pass_at_k_metric(all_counts, 1, seed=seed,
-                                                 note="every selected task; unsupported and excluded tasks included")
+            metrics[f"pass@{k}_uncalibrated_supported"] = pass_at_k_metric(raw, k, seed=seed)
     metrics["coverage"] = MetricValue(len(scored_ids) / len(tasks) if tasks else math.nan, len(tasks), None, True,
                                       "share of selected tasks that are scored here")
     executed = [r for tid in by_task for r in by_task[tid] if r.get("status") != "unsupported"]
