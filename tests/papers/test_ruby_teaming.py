@@ -26,7 +26,7 @@ from solstice.papers.ruby_teaming.archive import (
     descriptor_probs,
     sample_targets,
 )
-from solstice.papers.ruby_teaming.canary import leak_score, make_canary
+from solstice.judge.canary import leak_score, make_canary
 from solstice.papers.ruby_teaming.config import Config
 from solstice.papers.ruby_teaming.descriptors import BUILTIN_SEEDS, load_descriptors
 from solstice.papers.ruby_teaming.evaluate import parse_guard

@@ -5,6 +5,9 @@ White-box access (`capabilities` includes 'whitebox'):
     capture(names)                  forward hooks on named modules (a context manager)
     forward(texts, **kw)            a plain forward with gradients when asked
     set_attention(fn)               install a custom attention function (AttentionInterface)
+    use_sparse_plan(plan)           MoA per-head sparse attention from a plan (models.sparse_attention);
+                                    also the spec option `?moa_plan=plan.json[&moa_backend=sdpa|flex]
+                                    [&moa_cache=1]` (moa_cache: per-head KV cache in generate)
 The underlying objects stay reachable as `.model` and `.tokenizer`.
 """
 
@@ -103,6 +106,12 @@ class HFModel(Model):
             self.tokenizer.chat_template = CHATML_TEMPLATE
         self.model.eval()
         self.device = next(self.model.parameters()).device
+        self.sparse_cache = opts.get("moa_cache", "0") in ("1", "true", "yes")
+        self._sparse = False
+        if "moa_plan" in opts:
+            self.use_sparse_plan(opts["moa_plan"], backend=opts.get("moa_backend", "sdpa"))
+        elif self.sparse_cache:
+            raise ConfigError(f"model spec '{spec}': moa_cache needs moa_plan=<plan.json>")
 
     # -- loading -----------------------------------------------------------------------------
     def _load(self, spec: ModelSpec) -> tuple[Any, Any]:
@@ -237,10 +246,15 @@ class HFModel(Model):
             ids, mask = self._pad_left([enc[i] for i in idx])
             if not p.greedy:
                 torch.manual_seed((p.seed if p.seed is not None else 0) * 100003 + b)
+            extra = self._sparse_generate_kwargs(max(len(enc[i]) for i in idx) + p.max_new_tokens)
             with torch.no_grad():
                 res = self.model.generate(
-                    input_ids=ids, attention_mask=mask, generation_config=gcfg, tokenizer=self.tokenizer
+                    input_ids=ids, attention_mask=mask, generation_config=gcfg, tokenizer=self.tokenizer, **extra
                 )
+            if self._sparse:
+                from solstice.models.sparse_attention import set_total_length
+
+                set_total_length(self.model, self._sparse_total)
             new = res.sequences[:, ids.shape[1] :]
             lps = None
             if p.logprobs:
@@ -250,6 +264,30 @@ class HFModel(Model):
                          for k in range(p.n)]
                 out[i] = comps
         return out  # type: ignore[return-value]
+
+    def use_sparse_plan(self, plan: Any, *, backend: str = "sdpa", total_length: int | None = None) -> None:
+        """Switch to MoA per-head sparse attention. `plan` is a SparsePlan, a path to an upstream
+        plan JSON, or None (dense through the same masked-SDPA code path). In `generate`, the span
+        rule uses N = longest prompt of the batch + max_new_tokens (the upstream convention)."""
+        from solstice.models import sparse_attention as sa
+
+        if plan is not None and not isinstance(plan, sa.SparsePlan):
+            plan = sa.SparsePlan.load(plan, **sa.model_shape(self.model))
+        sa.apply_plan(self.model, plan, backend=backend, total_length=total_length)
+        self._sparse = True
+        self._sparse_total = total_length
+
+    def _sparse_generate_kwargs(self, total_length: int) -> dict[str, Any]:
+        if not self._sparse:
+            return {}
+        from solstice.models import sparse_attention as sa
+
+        sa.set_total_length(self.model, total_length)
+        if self.sparse_cache and sa.current_plan(self.model) is not None:
+            from solstice.models.sparse_cache import PerHeadCache
+
+            return {"cache": PerHeadCache(self.model, total_length)}
+        return {}
 
     def _eos_ids(self) -> list[int]:
         ids = set()

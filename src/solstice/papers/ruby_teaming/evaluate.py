@@ -20,7 +20,7 @@ from solstice.models.base import GenParams, Model
 
 from . import prompts as P
 from .archive import Archive
-from .canary import leak_score
+from solstice.judge.canary import leak_score
 from .descriptors import DescriptorSet
 
 

@@ -36,7 +36,7 @@ from solstice.models.base import GenParams, Model, Prompt
 
 from . import prompts as P
 from .archive import Archive, Elite, GridArchive, sample_parents, sample_targets
-from .canary import leak_score, make_canary
+from solstice.judge.canary import leak_score, make_canary
 from .config import Config
 from .descriptors import DescriptorSet
 from .evaluate import LLMEvaluator, RuleEvaluator, archive_metrics, pair_key
