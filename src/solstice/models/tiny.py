@@ -1,12 +1,7 @@
 """Tiny random-initialised models built in-process, for tests: `tiny:llama` (2 layers, hidden 32,
-<<<<<<< HEAD
-eager attention) and `tiny:mixtral` (2 layers, 4 experts, top-2),
-`tiny:qwen2_moe` (4 experts, top-2 without renormalisation, a gated shared expert) and `tiny:olmoe`
-(8 experts, top-2). Their tokenizer is byte-level
-=======
-eager attention), `tiny:mixtral` (2 layers, 4 experts, top-2) and `tiny:gpt2` (2 layers, a
-non-Llama attention layout). Their tokenizer is byte-level
->>>>>>> main
+eager attention), `tiny:mixtral` (2 layers, 4 experts, top-2), `tiny:gpt2` (2 layers, a
+non-Llama attention layout), `tiny:qwen2_moe` (4 experts, top-2 without renormalisation, a gated
+shared expert) and `tiny:olmoe` (8 experts, top-2). Their tokenizer is byte-level
 with no merges (any text encodes) plus ChatML special tokens. Weights are seeded, so every build
 is identical. `build_tiny(kind, save_to=dir)` also writes them to disk for `hf:<dir>` loading."""
 
@@ -71,7 +66,11 @@ def build_tiny(kind: str = "llama", *, seed: int = 0, save_to: str | Path | None
     elif kind == "mixtral":
         cfg = tf.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2)
         model = tf.MixtralForCausalLM(cfg)
-<<<<<<< HEAD
+    elif kind == "gpt2":  # a non-Llama attention layout (fused c_attn, no KV heads)
+        cfg = tf.GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=2048,
+                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id)
+        model = tf.GPT2LMHeadModel(cfg)
     elif kind == "qwen2_moe":  # shared expert with a sigmoid gate, renormalised top-k off
         cfg = tf.Qwen2MoeConfig(**common, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
                                 shared_expert_intermediate_size=64, norm_topk_prob=False)
@@ -80,21 +79,13 @@ def build_tiny(kind: str = "llama", *, seed: int = 0, save_to: str | Path | None
         cfg = tf.OlmoeConfig(**common, num_experts=8, num_experts_per_tok=2)
         model = tf.OlmoeForCausalLM(cfg)
     else:
-        raise ConfigError(f"unknown tiny model '{kind}'; use tiny:llama, tiny:mixtral, tiny:qwen2_moe or tiny:olmoe")
+        raise ConfigError(f"unknown tiny model '{kind}'; use tiny:llama, tiny:mixtral, tiny:gpt2, "
+                          "tiny:qwen2_moe or tiny:olmoe")
     if kind in ("qwen2_moe", "olmoe"):  # their routers are zero-initialised: give them a direction
         with torch.no_grad():
             for layer in model.model.layers:
                 if hasattr(layer.mlp, "gate"):
                     layer.mlp.gate.weight.normal_(0.0, 0.5)
-=======
-    elif kind == "gpt2":  # a non-Llama attention layout (fused c_attn, no KV heads)
-        cfg = tf.GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=2048,
-                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                            pad_token_id=tok.pad_token_id)
-        model = tf.GPT2LMHeadModel(cfg)
-    else:
-        raise ConfigError(f"unknown tiny model '{kind}'; use tiny:llama, tiny:mixtral or tiny:gpt2")
->>>>>>> main
     model.set_attn_implementation("eager")
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
