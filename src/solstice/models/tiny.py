@@ -1,6 +1,7 @@
 """Tiny random-initialised models built in-process, for tests: `tiny:llama` (2 layers, hidden 32,
 eager attention), `tiny:mixtral` (2 layers, 4 experts, top-2), `tiny:gpt2` (2 layers, a
-non-Llama attention layout) and the vision-language
+non-Llama attention layout), `tiny:qwen2_moe` (4 experts, top-2 without renormalisation, a gated
+shared expert), `tiny:olmoe` (8 experts, top-2) and the vision-language
 `tiny:llava` and `tiny:idefics3` (2-layer vision towers on 28x28 images + tiny Llama; their
 processors are assembled in-process from the processor and image-processor classes and the tiny
 tokenizer with the image tokens added, no hub access). Their tokenizer is byte-level
@@ -73,9 +74,21 @@ def build_tiny(kind: str = "llama", *, seed: int = 0, save_to: str | Path | None
                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                             pad_token_id=tok.pad_token_id)
         model = tf.GPT2LMHeadModel(cfg)
+    elif kind == "qwen2_moe":  # shared expert with a sigmoid gate, renormalised top-k off
+        cfg = tf.Qwen2MoeConfig(**common, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
+                                shared_expert_intermediate_size=64, norm_topk_prob=False)
+        model = tf.Qwen2MoeForCausalLM(cfg)
+    elif kind == "olmoe":
+        cfg = tf.OlmoeConfig(**common, num_experts=8, num_experts_per_tok=2)
+        model = tf.OlmoeForCausalLM(cfg)
     else:
-        raise ConfigError(f"unknown tiny model '{kind}'; use tiny:llama, tiny:mixtral, tiny:gpt2, tiny:llava "
-                          "or tiny:idefics3")
+        raise ConfigError(f"unknown tiny model '{kind}'; use tiny:llama, tiny:mixtral, tiny:gpt2, "
+                          "tiny:qwen2_moe, tiny:olmoe, tiny:llava or tiny:idefics3")
+    if kind in ("qwen2_moe", "olmoe"):  # their routers are zero-initialised: give them a direction
+        with torch.no_grad():
+            for layer in model.model.layers:
+                if hasattr(layer.mlp, "gate"):
+                    layer.mlp.gate.weight.normal_(0.0, 0.5)
     model.set_attn_implementation("eager")
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id

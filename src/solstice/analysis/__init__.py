@@ -1,0 +1,1 @@
+"""Model-agnostic analyses of model internals (weights and activations), shared by papers."""
