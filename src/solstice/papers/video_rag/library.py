@@ -142,6 +142,8 @@ class MomentStore:
         else:
             self.index = SegmentedBM25(path=None if self.path is None else self.path / "bm25")
         self._by_id = {m.moment_id: i for i, m in enumerate(self.moments)}
+        if self.path is not None:
+            self._truncate_orphans()  # once per open, not per added video
 
     def __len__(self) -> int:
         return len(self.moments)
@@ -175,7 +177,6 @@ class MomentStore:
         flat = [m for _, _, ms in new for m in ms]
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._truncate_orphans()
             with open(self.path / "moments.jsonl", "a", encoding="utf-8") as fh:
                 fh.write("".join(json.dumps(m.to_json(), ensure_ascii=False) + "\n" for m in flat))
         self.index.add([m.document() for m in flat])
