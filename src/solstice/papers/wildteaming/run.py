@@ -206,10 +206,11 @@ def _paired(cfg: Config, objs, per, seed: int) -> dict[str, MetricValue]:
 
 def run(cfg: Config, ctx: RunContext) -> dict[str, MetricValue]:
     metrics: dict[str, MetricValue] = {}
-    tactics = T.usable(T.load_frequencies(ctx.dataset(T.TACTIC_FREQUENCIES)))
+    shipped = T.load_frequencies(ctx.dataset(T.TACTIC_FREQUENCIES))
+    tactics = T.usable(shipped)
     seeds = T.load_definitions(ctx.dataset(T.GOAT_TECHNIQUES))
     if "recluster" in cfg.experiments:
-        metrics.update(_recluster(cfg, ctx, T.load_frequencies(ctx.dataset(T.TACTIC_FREQUENCIES))))
+        metrics.update(_recluster(cfg, ctx, shipped))
     if "mining" in cfg.experiments and cfg.mining_templates:
         metrics.update(_mining(cfg, ctx, seeds))
     if "attacks" in cfg.experiments:
