@@ -159,14 +159,19 @@ class HFModel(Model):
         log.info("loaded %s in %.1fs", target, time.perf_counter() - t0)
         return model, tok
 
-    def info(self) -> dict[str, Any]:
+    def _text_config(self) -> Any:
+        """The language model's config (the config itself for a text model; `text_config` of a VLM)."""
         cfg = self.model.config
+        return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+    def info(self) -> dict[str, Any]:
+        cfg, text = self.model.config, self._text_config()
         return {
             "spec": str(self.spec),
             "backend": "hf",
             "model_type": getattr(cfg, "model_type", None),
-            "num_layers": getattr(cfg, "num_hidden_layers", None),
-            "hidden_size": getattr(cfg, "hidden_size", None),
+            "num_layers": getattr(text, "num_hidden_layers", None),
+            "hidden_size": getattr(text, "hidden_size", None),
             "n_params": int(sum(p.numel() for p in self.model.parameters())),
             "dtype": str(next(self.model.parameters()).dtype),
             "device": str(self.device),
@@ -200,7 +205,7 @@ class HFModel(Model):
     def context_window(self) -> int:
         if "context_window" in self.spec.options:
             return int(self.spec.options["context_window"])
-        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        return int(getattr(self._text_config(), "max_position_embeddings", 2048) or 2048)
 
     def _batches(self, lengths: Sequence[int], per_item: int = 1) -> Iterator[list[int]]:
         """Index batches, longest first, bounded by batch_size and max_batch_tokens."""

@@ -125,26 +125,7 @@ class HFVisionModel(HFModel):
         return model, proc
 
     def info(self) -> dict[str, Any]:
-        cfg = self.model.config
-        text = getattr(cfg, "text_config", cfg)
-        return {
-            "spec": str(self.spec),
-            "backend": "hf",
-            "vision": True,
-            "model_type": getattr(cfg, "model_type", None),
-            "num_layers": getattr(text, "num_hidden_layers", None),
-            "hidden_size": getattr(text, "hidden_size", None),
-            "n_params": int(sum(p.numel() for p in self.model.parameters())),
-            "dtype": str(next(self.model.parameters()).dtype),
-            "device": str(self.device),
-        }
-
-    @property
-    def context_window(self) -> int:
-        if "context_window" in self.spec.options:
-            return int(self.spec.options["context_window"])
-        text = getattr(self.model.config, "text_config", self.model.config)
-        return int(getattr(text, "max_position_embeddings", 2048) or 2048)
+        return {**super().info(), "vision": True}
 
     # -- prompts -----------------------------------------------------------------------------
     def render(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:

@@ -9,30 +9,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from solstice.data import DataSource
+from solstice.data.catalogue import HOTPOT_IRCOT, NQ_OPEN_ORACLE, NQ_OPEN_TEST, SQUAD24  # noqa: F401  (shared files, read as D.<name>)
 from solstice.data.io import read_json, read_jsonl
 from solstice.errors import DataError
 from solstice.metrics.answers import normalize
 from solstice.retrieval.documents import Corpus, Document
 
+NQ_ORACLE = NQ_OPEN_ORACLE
+NQ_TEST = NQ_OPEN_TEST
+
 _REPO = "https://raw.githubusercontent.com/florin-git/Base-vs-Instruct-LLMs-in-RAG-Systems"
-NQ_TEST = DataSource(
-    "nq-open-test-bvi", "nq-open/nq_open_test_dataset.json",
-    sha256="6393c9423b55128cfe0a1e6f19e5beec50f3f2250284b4daa407a96cc32ab500",
-    license="CC BY-SA 3.0 (data, inside a GPL-3.0 repository)",
-    description="NQ-open test, 2,889 questions with answers and the gold 100-word passage (paper's file)")
-NQ_ORACLE = DataSource(
-    "nq-open-oracle", "nq-open/nq-open-oracle.jsonl.gz",
-    sha256="6a7f72b846f663a133ef952244e5a4e43f06bcf190afe34e8fbe687ce0d1653e", license="CC BY-SA 3.0",
-    description="2,655 NQ-open questions with their titled gold Wikipedia passage (lost-in-the-middle release)")
-SQUAD24 = DataSource(
-    "squad-24", "squad/squad_dev_v1.1_24articles.json",
-    sha256="bf8ebb60a161d0594f455be869ff3a476d2fe07da92ab1ecb0dea41f50ea64f3", license="CC BY-SA 4.0",
-    description="SQuAD v1.1 dev, first 24 articles (distractor paragraphs)")
-HOTPOT_IRCOT = DataSource(
-    "hotpotqa-ircot", "hotpotqa/hotpotqa_dev_subsampled_500_ircot_format.jsonl",
-    sha256="837a919903fedf521211c4271f168ad5458488198e9c4d967bf5f3a579525ce8", license="CC BY-SA 4.0",
-    description="500 HotpotQA dev questions with 10 titled paragraphs each (distractor paragraphs)")
 DISTRACTORS = {"squad": SQUAD24, "hotpotqa": HOTPOT_IRCOT}
 
 

@@ -11,18 +11,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from solstice.data import DataSource
+from solstice.data.catalogue import HOTPOT_IRCOT, NQ_OPEN_ORACLE  # noqa: F401  (shared files, read as D.<name>)
 from solstice.data.io import read_jsonl
 from solstice.errors import DataError
 
-HOTPOT_IRCOT = DataSource(
-    "hotpotqa-ircot", "hotpotqa/hotpotqa_dev_subsampled_500_ircot_format.jsonl",
-    sha256="837a919903fedf521211c4271f168ad5458488198e9c4d967bf5f3a579525ce8", license="CC BY-SA 4.0",
-    description="500 HotpotQA dev distractor questions with 10 titled paragraphs each (IRCoT format)")
-NQ_ORACLE = DataSource(
-    "nq-open-oracle", "nq-open/nq-open-oracle.jsonl.gz",
-    sha256="6a7f72b846f663a133ef952244e5a4e43f06bcf190afe34e8fbe687ce0d1653e", license="CC BY-SA 3.0",
-    description="2,655 NQ-open questions with their titled gold Wikipedia passage")
+NQ_ORACLE = NQ_OPEN_ORACLE
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def wikitext_source() -> DataSource:
-    return DataSource("wikitext103", "wikitext103/wikitext103_test.csv", license="CC BY-SA 3.0",
-                      description="WikiText-103 test articles (one CSV row per article); one article = one concept")
+    from solstice.data.catalogue import WIKITEXT103_TEST
+
+    return WIKITEXT103_TEST
 
 
 def datasets(cfg: Config) -> list[DataSource]:

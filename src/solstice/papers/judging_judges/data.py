@@ -14,18 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from solstice.data import DataSource
+from solstice.data.catalogue import JUDGES_TRIVIAQA_V1
 from solstice.errors import DataError
 
 _REPO = "https://raw.githubusercontent.com/UMass-Meta-LLM-Eval/llm_eval/7c0bf28e75703cd41c6088bebb64eefcdf348bd4/results/"
 
 RELEASES = {
-    "v1": DataSource(
-        "judges-triviaqa-v1", "judges-triviaqa/TriviaQA_Judges_w_HumanJudgement_V1.csv",
-        url=_REPO + "TriviaQA_Judges_w_HumanJudgement_V1.csv",
-        sha256="0b1dce9f0202eb2101e3645817732db2f5d640fe7c7e3920ca07fa2af269e703",
-        license="MIT (UMass-Meta-LLM-Eval/llm_eval); TriviaQA Apache-2.0",
-        description="verdicts of 9 LLM judges + EM + Contains and human labels, 9 exam-takers x 400 TriviaQA questions",
-    ),
+    "v1": JUDGES_TRIVIAQA_V1,
     "v2": DataSource(
         "judges-triviaqa-v2", "judges-triviaqa/TriviaQA_Judges_w_HumanJudgement_V2.csv",
         url=_REPO + "TriviaQA_Judges_w_HumanJudgement_V2.csv",

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from solstice.data.catalogue import WIKITEXT103_TEST
 from solstice.data.sources import DataSource
 from solstice.errors import DataError
+
+WIKITEXT = WIKITEXT103_TEST
 
 LINES = DataSource(
     name="longeval-lines", path="longeval-lines/longeval_lines_70_lines.jsonl",
     license="MIT", description="100 LongEval 'lines' prompts from the MoA repository (70 lines each)")
-WIKITEXT = DataSource(
-    name="wikitext103", path="wikitext103/wikitext103_test.csv",
-    license="CC BY-SA 3.0", description="WikiText-103 test articles, one per row, no header")
 
 # LongEval "lines" template (prompt wording as in the LongEval benchmark; our own word lists).
 LINES_HEAD = (

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def wikitext_source() -> DataSource:
-    return DataSource("wikitext103", "wikitext103/wikitext103_test.csv", license="CC BY-SA 3.0",
-                      description="WikiText-103 test articles, one per row, no header")
+    from solstice.data.catalogue import WIKITEXT103_TEST
+
+    return WIKITEXT103_TEST
 
 
 def sentences(path: Any, n: int) -> list[str]:

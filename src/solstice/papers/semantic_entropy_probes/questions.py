@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from solstice.data import DataSource
+from solstice.data.catalogue import JUDGES_TRIVIAQA_V1, SQUAD24
 from solstice.data.geonames_qa import GEONAMES_TASKS, QAItem, geonames_questions
 from solstice.errors import ConfigError, DataError, require
 
@@ -22,10 +23,7 @@ NQ_OPEN = DataSource(
     url="https://raw.githubusercontent.com/google-research-datasets/natural-questions/master/nq_open/NQ-open.dev.jsonl",
     license="CC BY-SA 3.0", description="NQ-open dev, 3,610 questions with answer aliases",
 )
-SQUAD_V11_24 = DataSource(
-    "squad-dev-v1.1-24", "squad/squad_dev_v1.1_24articles.json", license="CC BY-SA 4.0",
-    description="SQuAD v1.1 dev, first 24 articles (4,961 answerable questions), used closed-book",
-)
+SQUAD_V11_24 = SQUAD24  # 4,961 answerable questions, used closed-book
 SQUAD_V2 = DataSource(
     "squad-dev-v2.0", "squad/dev-v2.0.json", url="https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v2.0.json",
     license="CC BY-SA 4.0", description="SQuAD v2.0 dev (unanswerable questions count as incorrect)",
@@ -36,10 +34,8 @@ TRIVIAQA = DataSource(
          "d82c2ac58cbe9a7590ea4f378f85772e328acb77"),
     license="Apache-2.0", description="TriviaQA rc.nocontext validation (17,944 questions)",
 )
-TRIVIAQA_400 = DataSource(
-    "triviaqa-judged-400", "judges-triviaqa/TriviaQA_Judges_w_HumanJudgement_V1.csv",
-    description="400 TriviaQA questions with aliases (from a judge-evaluation release; local use only)",
-)
+# The 400 TriviaQA questions (with aliases) of a judge-evaluation release, shared with judging_judges.
+TRIVIAQA_400 = JUDGES_TRIVIAQA_V1
 BIOASQ = DataSource(
     "bioasq-training11b", "bioasq/training11b.json",
     description="BioASQ Task B training set (registration at bioasq.org required; place the JSON here)",

@@ -12,19 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from solstice.data import DataSource
+from solstice.data.catalogue import HOTPOT_IRCOT, SQUAD24  # noqa: F401  (shared files, read as D.<name>)
 from solstice.data.io import read_json, read_jsonl
 from solstice.errors import DataError
 from solstice.papers.video_rag.library import Moment, MomentStore
-
-SQUAD24 = DataSource(
-    "squad-24", "squad/squad_dev_v1.1_24articles.json",
-    sha256="bf8ebb60a161d0594f455be869ff3a476d2fe07da92ab1ecb0dea41f50ea64f3", license="CC BY-SA 4.0",
-    description="SQuAD v1.1 dev, first 24 articles")
-HOTPOT_IRCOT = DataSource(
-    "hotpotqa-ircot", "hotpotqa/hotpotqa_dev_subsampled_500_ircot_format.jsonl",
-    sha256="837a919903fedf521211c4271f168ad5458488198e9c4d967bf5f3a579525ce8", license="CC BY-SA 4.0",
-    description="500 HotpotQA dev distractor questions with 10 titled paragraphs each (IRCoT format)")
 
 WORDS_PER_SECOND = 2.5
 
