@@ -1,0 +1,196 @@
+"""Multi-process training checks (2 Gloo ranks on CPU), shared by tests/test_distributed.py.
+
+- a paper defined here, `toytrain` (registered through SOLSTICE_PLUGINS): trains a tiny model in a
+  `ctx.stage`, saves its trainable state and a full `hf:`-loadable copy, scores held-out examples
+  in a `ctx.map` and writes a summary only on rank 0;
+- `python -m torch.distributed.run --standalone --nproc_per_node 2 dist_worker.py loop OUT`: the
+  generic loop's variants (VARIANTS) under two ranks, each rank's results written to OUT;
+- with DIST_AUDIT_ROOT set, every rank other than 0 records each file it opens for writing,
+  renames, removes or creates under that folder (Python audit events) and writes the list to
+  DIST_AUDIT_OUT/audit-rank<k>.json at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+from pathlib import Path
+
+from pydantic import Field
+
+from solstice.core.config import BaseConfig
+from solstice.core.paper import Claim, PaperSpec, Reproduction, Role
+from solstice.core.types import MetricValue, Sample
+
+# -- write audit of the ranks other than 0 ---------------------------------------------------------
+_WRITES: list[str] = []
+
+
+def _install_audit() -> None:
+    root = os.environ.get("DIST_AUDIT_ROOT")
+    rank = int(os.environ.get("RANK", "0"))
+    if not root or rank == 0:
+        return
+    root = os.path.realpath(root)
+
+    def under(p) -> bool:
+        try:
+            return os.path.realpath(os.fsdecode(p)).startswith(root)
+        except (TypeError, ValueError):
+            return False
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            mode, flags = args[1], args[2] if len(args) > 2 else 0
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            if writing and under(args[0]):
+                _WRITES.append(f"open {args[0]} {mode}")
+        elif event in ("os.rename", "os.remove", "os.mkdir", "os.rmdir", "os.truncate") and args and under(args[0]):
+            _WRITES.append(f"{event} {args[0]}")
+
+    sys.addaudithook(hook)
+
+    def dump() -> None:
+        out = Path(os.environ.get("DIST_AUDIT_OUT", ".")) / f"audit-rank{rank}.json"
+        out.write_text(json.dumps(_WRITES))
+
+    atexit.register(dump)
+
+
+_install_audit()
+
+
+# -- training data ---------------------------------------------------------------------------------
+WORDS = ["red", "sky", "cat", "oak", "sea", "dog", "fir", "rose"]
+
+
+def examples(n: int, offset: int = 0):
+    from solstice.training.data import SupervisedExample
+
+    return [SupervisedExample("Text: " + " ".join(WORDS[(i + j) % 8] for j in range(1 + (i * 5 + offset) % 4)) + "\nAnswer:",
+                              " yes" if (i + offset) % 2 else " no") for i in range(offset, offset + n)]
+
+
+# (name, TrainConfig keywords, MIGU threshold or None, LoRA rank or None). AdamW's eps is raised
+# from 1e-8: for a weight whose gradient is ~1e-9 (rare tokens' embeddings) the update g/sqrt(v)
+# amplifies float summation noise to a full step, which no data-parallel run can reproduce.
+VARIANTS = [
+    ("adamw_micro", {"lr": 1e-2, "batch_size": 4, "micro_batch_size": 1, "max_grad_norm": 1.0, "eps": 1e-4}, None, None),
+    ("sgd_padded_migu", {"lr": 0.5, "batch_size": 4, "optimizer": "sgd", "max_grad_norm": 0.5}, 0.7, None),
+    ("lora_adamw", {"lr": 5e-2, "batch_size": 4, "schedule": "linear", "warmup_steps": 1, "eps": 1e-4}, None, 4),
+]
+
+
+def train_variant(name: str, out: Path):
+    """Train a fresh tiny Llama on 8 examples (2 optimizer steps) with one variant; save its
+    trainable state to out/<name>.safetensors. Returns the TrainResult."""
+    from solstice.models.tiny import build_tiny
+    from solstice.training.loop import TrainConfig, train
+    from solstice.training.migu import MIGU
+    from solstice.training.params import add_lora, save_trainable
+
+    kw, thr, lora = next((k, t, r) for n, k, t, r in VARIANTS if n == name)
+    model, tok = build_tiny("llama")
+    if lora:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model = add_lora(model, r=lora, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    hooks = []
+    if thr is not None:
+        # the 260-row random head has near-equal output magnitudes at the quantile, where summation
+        # order alone can flip a row in or out of the mask; the decoder layers have no such near-ties
+        migu = MIGU(model, thr, exclude="lm_head")
+        migu.task = 0  # train() starts task 1: masked
+        hooks.append(migu)
+    res = train(model, tok, examples(8), TrainConfig(**kw), hooks=hooks)
+    save_trainable(model, out / f"{name}.safetensors")
+    return res
+
+
+def loop_scenario(out: Path) -> None:
+    from solstice.core import distributed
+    from solstice.errors import ConfigError
+    from solstice.models.tiny import build_tiny
+    from solstice.training.loop import TrainConfig, train
+
+    distributed.init("gloo")
+    got = {"world": distributed.world_size()}
+    for name, *_ in VARIANTS:
+        r = train_variant(name, out)
+        got[name] = {"losses": r.losses, "grad_norms": r.grad_norms, "tokens": r.tokens, "target_tokens": r.target_tokens}
+    model, tok = build_tiny("llama")
+    for label, n, bs in (("odd_batch", 8, 3), ("short_last_step", 5, 4)):
+        try:
+            train(model, tok, examples(n), TrainConfig(batch_size=bs))
+            got[label] = None
+        except ConfigError as exc:
+            got[label] = str(exc)
+    (out / f"loop-rank{distributed.rank()}.json").write_text(json.dumps(got))
+    distributed.shutdown()
+
+
+# -- the toytrain paper ------------------------------------------------------------------------------
+class ToyTrainConfig(BaseConfig):
+    n_train: int = Field(8, description="training examples")
+    n_eval: int = Field(6, description="held-out examples scored after training")
+    batch_size: int = Field(4, description="examples per optimizer step (all ranks together)")
+    lr: float = Field(0.05, description="AdamW learning rate")
+
+
+def run_toytrain(cfg: ToyTrainConfig, ctx):
+    import torch
+
+    from solstice.metrics.stats import mean_metric
+    from solstice.training.data import collate, encode_supervised
+    from solstice.training.loop import TrainConfig, train
+    from solstice.training.params import save_adapter, save_trainable
+
+    hf = ctx.model("target")
+    model, tok = hf.model, hf.tokenizer
+
+    def train_stage():
+        r = train(model, tok, examples(cfg.n_train), TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, seed=ctx.seed))
+        save_trainable(model, ctx.artifact("checkpoints/final.safetensors"))
+        save_adapter(model, ctx.artifact("model"))
+        if ctx.is_main:
+            tok.save_pretrained(str(ctx.artifact("model")))
+        return {"losses": r.losses, "tokens": r.tokens}
+
+    st = ctx.stage("train", train_stage)
+    held = examples(cfg.n_eval, offset=100)
+    samples = [Sample(f"ex-{i}", e.prompt, e.target) for i, e in enumerate(held)]
+    rows_by_id = dict(zip((s.id for s in samples), encode_supervised(tok, held, max_length=64)))
+
+    def score(batch):
+        out = []
+        with torch.no_grad():
+            for s in batch:
+                b = collate([rows_by_id[s.id]], tok.pad_token_id)
+                loss = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
+                out.append({"nll": float(loss)})
+        return out
+
+    rows = ctx.map(samples, score, batch_size=2, key="eval")
+    if ctx.is_main:
+        ctx.artifact("summary.txt").write_text(f"final loss {st['losses'][-1]:.6f}\n")
+    return {"final_train_loss": MetricValue(float(st["losses"][-1]), len(st["losses"]), None, False, "last step"),
+            "heldout_nll": mean_metric([r["nll"] for r in rows], higher_is_better=False)}
+
+
+PAPER = PaperSpec(
+    id="toytrain", title="Toy fine-tuning", arxiv="0000.00001", kind="method", version="1",
+    config_cls=ToyTrainConfig, run="dist_worker:run_toytrain",
+    roles={"target": Role(default="tiny:llama", requires=frozenset({"whitebox"}))},
+    claims=(Claim("trains", "the training loss is finite", "harness", check="final_train_loss >= 0", kind="harness"),),
+    scales={"smoke": Reproduction("8 examples, 2 steps")},
+)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "loop":
+        loop_scenario(Path(sys.argv[2]))
+    else:
+        raise SystemExit(f"unknown scenario {sys.argv[1]}")
