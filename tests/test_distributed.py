@@ -118,7 +118,9 @@ def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(tmp_path):
         assert multi[k].value == pytest.approx(m.value, rel=1e-5), k
     ref = _load(one.path / "artifacts" / "checkpoints" / "final.safetensors")
     for k in ref:
-        torch.testing.assert_close(state[k], ref[k], rtol=1e-4, atol=1e-6)
+        # AdamW (eps 1e-8) turns float summation noise in near-zero gradients into ~1e-5 differences;
+        # a wrong split or loss scale would differ by a whole step (~lr = 5e-2)
+        torch.testing.assert_close(state[k], ref[k], rtol=1e-3, atol=5e-5)
 
 
 def test_nccl_without_cuda_and_a_bad_launch_are_one_line_and_exit_2(tmp_path):
