@@ -3,8 +3,9 @@
 - a paper defined here, `toytrain` (registered through SOLSTICE_PLUGINS): trains a tiny model in a
   `ctx.stage`, saves its trainable state and a full `hf:`-loadable copy, scores held-out examples
   in a `ctx.map` and writes a summary only on rank 0;
-- `python -m torch.distributed.run --standalone --nproc_per_node 2 dist_worker.py loop OUT`: the
-  generic loop's variants (VARIANTS) under two ranks, each rank's results written to OUT;
+- `python -m torch.distributed.run --standalone --nproc_per_node 2 dist_worker.py OUT`: the
+  generic loop's variants (VARIANTS) under two ranks, each rank's results written to OUT, then a
+  `toytrain` run into OUT/runs;
 - with DIST_AUDIT_ROOT set, every rank other than 0 records each file it opens for writing,
   renames, removes or creates under that folder (Python audit events) and writes the list to
   DIST_AUDIT_OUT/audit-rank<k>.json at exit.
@@ -129,7 +130,6 @@ def loop_scenario(out: Path) -> None:
         except ConfigError as exc:
             got[label] = str(exc)
     (out / f"loop-rank{distributed.rank()}.json").write_text(json.dumps(got))
-    distributed.shutdown()
 
 
 # -- the toytrain paper ------------------------------------------------------------------------------
@@ -189,8 +189,18 @@ PAPER = PaperSpec(
 )
 
 
+def main(out: Path) -> None:
+    """The loop variants, then a whole `toytrain` run in the same two processes (the process group
+    is already started, so `run_paper` uses it)."""
+    from solstice.core import distributed
+    from solstice.core.runner import run_paper
+
+    loop_scenario(out)
+    res = run_paper("toytrain", out=out / "runs", dist_backend="gloo")
+    (out / f"run-rank{distributed.rank()}.json").write_text(json.dumps({"status": res.status, "error": res.error,
+                                                                         "path": str(res.path)}))
+    distributed.shutdown()
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "loop":
-        loop_scenario(Path(sys.argv[2]))
-    else:
-        raise SystemExit(f"unknown scenario {sys.argv[1]}")
+    main(Path(sys.argv[1]))

@@ -40,34 +40,40 @@ def _load(path: Path) -> dict:
     return load_file(str(path))
 
 
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory):
+    """One 2-rank launch of dist_worker.py: the loop variants, then a toytrain run (audited)."""
+    out = tmp_path_factory.mktemp("two-ranks")
+    env = _env(DIST_AUDIT_ROOT=str(out / "runs"), DIST_AUDIT_OUT=str(out))
+    r = torchrun(str(TESTS / "dist_worker.py"), str(out), env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
 # -- (a) the generic loop: two ranks take the single-process step ---------------------------------------
-def test_two_ranks_train_like_one_process_on_the_same_global_batch(tmp_path):
+def test_two_ranks_train_like_one_process_on_the_same_global_batch(launch, tmp_path):
     import torch
 
     import dist_worker
 
-    r = torchrun(str(TESTS / "dist_worker.py"), "loop", str(tmp_path))
-    assert r.returncode == 0, r.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"loop-rank{k}.json").read_text()) for k in (0, 1)]
+    ranks = [json.loads((launch / f"loop-rank{k}.json").read_text()) for k in (0, 1)]
     assert ranks[0] == ranks[1]  # every rank reports the same global losses, norms and counts
     got = ranks[0]
     assert got["world"] == 2
-    single = tmp_path / "single"
-    single.mkdir()
     for name, *_ in dist_worker.VARIANTS:
-        ref = dist_worker.train_variant(name, single)
+        ref = dist_worker.train_variant(name, tmp_path)
         assert got[name]["target_tokens"] == ref.target_tokens and got[name]["tokens"] == ref.tokens
         assert got[name]["losses"] == pytest.approx(ref.losses, rel=1e-5, abs=1e-6)
         assert got[name]["grad_norms"] == pytest.approx(ref.grad_norms, rel=1e-4, abs=1e-6)
-        a, b = _load(tmp_path / f"{name}.safetensors"), _load(single / f"{name}.safetensors")
+        a, b = _load(launch / f"{name}.safetensors"), _load(tmp_path / f"{name}.safetensors")
         assert set(a) == set(b) and not any(k.startswith("module.") for k in a)
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
-    # the step really moved the weights (the comparison above is not between two untouched models)
+    # the steps really moved the weights (the comparison above is not between two untouched models)
     from solstice.models.tiny import build_tiny
 
     fresh, _ = build_tiny("llama")
-    w = _load(tmp_path / "adamw_micro.safetensors")
+    w = _load(launch / "adamw_micro.safetensors")
     name = next(k for k in w if "q_proj" in k)
     assert float((w[name] - dict(fresh.named_parameters())[name].detach()).abs().max()) > 1e-3
     # a batch the ranks cannot share is one clear error, on every rank
@@ -76,20 +82,19 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(tmp_path):
 
 
 # -- (b) one run, written by rank 0 only ------------------------------------------------------------------
-def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(tmp_path):
+def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(launch, tmp_path, monkeypatch):
     import torch
 
     from solstice.core.records import RunRecord
     from solstice.models.loader import load_model
 
-    out = tmp_path / "runs"
-    env = _env(DIST_AUDIT_ROOT=str(out), DIST_AUDIT_OUT=str(tmp_path))
-    r = torchrun("-m", "solstice", "run", "toytrain", "--out", str(out), "--dist-backend", "gloo", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    runs = list((out / "toytrain").iterdir())
+    results = [json.loads((launch / f"run-rank{k}.json").read_text()) for k in (0, 1)]
+    assert [r["status"] for r in results] == ["completed", "completed"], results
+    assert results[0]["path"] == results[1]["path"]  # both ranks worked on one directory
+    runs = list((launch / "runs" / "toytrain").iterdir())
     assert len(runs) == 1  # one run, not one per rank
     run = runs[0]
-    assert json.loads((tmp_path / "audit-rank1.json").read_text()) == []  # rank 1 wrote nothing there
+    assert json.loads((launch / "audit-rank1.json").read_text()) == []  # rank 1 wrote nothing there
     rec = RunRecord(run).read()
     assert rec["status"] == "completed" and rec["distributed"]["world_size"] == 2
     assert rec["distributed"]["backend"] == "gloo"
@@ -97,6 +102,7 @@ def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(tmp_path):
     rows = RunRecord(run).load_samples()
     assert sorted(r["sample_id"] for r in rows) == [f"ex-{i}" for i in range(6)]  # each once
     assert RunRecord(run).verify_seal() == "intact"
+    assert (run / "artifacts" / "summary.txt").is_file()
     # the checkpoints: plain names, loadable as hf:<dir>, equal to the trained weights
     state = _load(run / "artifacts" / "checkpoints" / "final.safetensors")
     assert state and not any(k.startswith("module.") for k in state)
@@ -107,11 +113,8 @@ def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(tmp_path):
     # one process on the same global batch gives the same run
     from solstice.core.runner import run_paper
 
-    os.environ["SOLSTICE_PLUGINS"] = "dist_worker:PAPER"
-    try:
-        one = run_paper("toytrain", out=tmp_path / "one")
-    finally:
-        os.environ.pop("SOLSTICE_PLUGINS", None)
+    monkeypatch.setenv("SOLSTICE_PLUGINS", "dist_worker:PAPER")
+    one = run_paper("toytrain", out=tmp_path / "one")
     assert one.status == "completed", one.error
     multi = RunRecord(run).read_metrics()
     for k, m in one.metrics.items():
@@ -148,3 +151,53 @@ def test_one_process_answers_as_rank_zero_of_one():
     assert distributed.broadcast({"a": 1}) == {"a": 1}
     assert distributed.main_writes(lambda: 7) == 7
     assert distributed.choose_backend("auto", True) == "nccl" and distributed.choose_backend("auto", False) == "gloo"
+
+
+# -- (c) a paper's training under two ranks: MIGU's continual-learning chains ------------------------------
+def _write_task(folder: Path, words: list[list[str]], labels: list[str], seed: int) -> str:
+    import random
+
+    rnd = random.Random(seed)
+    folder.mkdir()
+    rows = []
+    for _ in range(40):
+        lab = rnd.randrange(len(labels))
+        rows.append({"sentence": " ".join(rnd.choice(words[lab]) for _ in range(3)), "label": labels[lab]})
+    (folder / "labels.json").write_text(json.dumps(labels))
+    (folder / "train.json").write_text(json.dumps(rows[:30]))
+    (folder / "test.json").write_text(json.dumps(rows[30:]))
+    return str(folder)
+
+
+def test_migu_chains_under_two_ranks_equal_one_process(tmp_path):
+    from solstice.core.records import RunRecord
+    from solstice.core.runner import run_paper
+
+    a = _write_task(tmp_path / "colours", [["red", "rose"], ["sky", "sea"]], ["warm", "cool"], 1)
+    b = _write_task(tmp_path / "animals", [["cat", "dog"], ["oak", "fir"]], ["pet", "tree"], 2)
+    sets = [f"orders=[[{a}, {b}]]", "seeds=[1]", "n_train=8", "n_test=6", "train_layers=1", "diagnostic_examples=0",
+            "max_sentence_tokens=null", "lr=0.01", "batch_size=4", "methods=[migu]"]
+    out = tmp_path / "runs"
+    args = ["-m", "solstice", "run", "migu", "--model", "tiny:llama", "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    r = torchrun(*args, env=_env(DIST_AUDIT_ROOT=str(out), DIST_AUDIT_OUT=str(tmp_path)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "audit-rank1.json").read_text()) == []
+    (run,) = list((out / "migu").iterdir())
+    rec = RunRecord(run).read()
+    assert rec["status"] == "completed" and rec["distributed"]["world_size"] == 2
+    assert not rec["warnings"]  # the frozen-prefix cache held under DDP too
+    one = run_paper("migu", scale="smoke", models=["tiny:llama"], sets=sets, out=tmp_path / "one")
+    assert one.status == "completed", one.error
+    multi = RunRecord(run).read_metrics()
+    assert set(multi) == set(one.metrics)
+    for k, m in one.metrics.items():
+        assert multi[k].value == pytest.approx(m.value, abs=1e-9), k
+    for stage in ("o0-shared-s1__stage0", "o0-migu-s1__stage1"):
+        x = json.loads((run / "stages" / f"{stage}.json").read_text())
+        y = json.loads((one.path / "stages" / f"{stage}.json").read_text())
+        assert x["train"]["loss_last"] == pytest.approx(y["train"]["loss_last"], rel=1e-5)
+        assert x["train"]["tokens"] == y["train"]["tokens"]
+        assert x["eval"] == y["eval"]
+        assert x["migu"] == y["migu"]  # same masked steps and kept fraction
