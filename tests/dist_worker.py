@@ -132,6 +132,53 @@ def loop_scenario(out: Path) -> None:
     (out / f"loop-rank{distributed.rank()}.json").write_text(json.dumps(got))
 
 
+# -- the DPA-RAG reranker (sentence-transformers CrossEncoder) --------------------------------------------
+def reranker_records(n_keys: int = 2, seed: int = 0) -> list[dict]:
+    import random
+
+    from solstice.retrieval.preferences import Preference as P
+    from solstice.retrieval.preferences import preference_records
+
+    rng = random.Random(seed)
+    words = ["apple", "river", "stone", "cloud", "tiger", "piano", "maple", "ocean"]
+    out = []
+    for _ in range(n_keys):
+        key, other = rng.sample(words, 2)
+        docs = [f"yes {key}", f"no {other}", f"yes, {key}", f"no, {other}"]
+        out += preference_records(key, docs, [P.ALIGNED, P.UNALIGNED, P.ALIGNED, P.UNALIGNED],
+                                  seed=rng.randrange(1 << 30))
+    return out
+
+
+def train_reranker_variant(ce_dir: Path, weighting: str, out: Path):
+    """Two steps of 4 records (all three tasks) on the tiny cross-encoder, dropout off (so one
+    process and two ranks draw no different masks); saved to out/rr_<weighting>."""
+    import torch
+
+    from solstice.training import reranker as rr
+
+    ce = rr.load_reranker(ce_dir, max_length=32)
+    for m in ce.model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    res = rr.train_reranker(reranker_records(), ce, rr.RerankerConfig(epochs=1, lr=3e-3, batch_size=4, seed=0,
+                                                                     weighting=weighting, max_length=32))
+    rr.save_reranker(res.model, out / f"rr_{weighting}")
+    return res
+
+
+def reranker_scenario(out: Path) -> None:
+    from solstice.core import distributed
+    from solstice.models.tiny import build_tiny_cross_encoder
+
+    ce_dir = out / "tiny-ce"
+    if distributed.is_main():
+        build_tiny_cross_encoder(ce_dir, seed=0)
+    distributed.barrier()
+    got = {w: train_reranker_variant(ce_dir, w, out).history for w in ("sum", "mgda")}
+    (out / f"reranker-rank{distributed.rank()}.json").write_text(json.dumps(got))
+
+
 # -- the toytrain paper ------------------------------------------------------------------------------
 class ToyTrainConfig(BaseConfig):
     n_train: int = Field(8, description="training examples")
@@ -196,6 +243,7 @@ def main(out: Path) -> None:
     from solstice.core.runner import run_paper
 
     loop_scenario(out)
+    reranker_scenario(out)
     res = run_paper("toytrain", out=out / "runs", dist_backend="gloo")
     (out / f"run-rank{distributed.rank()}.json").write_text(json.dumps({"status": res.status, "error": res.error,
                                                                          "path": str(res.path)}))

@@ -81,6 +81,35 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(launch, tmp_p
     assert "leave a step of 1 for 2 ranks" in got["short_last_step"]
 
 
+def test_reranker_under_two_ranks_equals_one_process(launch, tmp_path):
+    """DPA-RAG's reranker training (CrossEncoder, multi-task loss, MGDA weights) on 2 ranks."""
+    import shutil
+
+    import numpy as np
+
+    import dist_worker
+    from solstice.training import reranker as rr
+
+    ranks = [json.loads((launch / f"reranker-rank{k}.json").read_text()) for k in (0, 1)]
+    assert ranks[0] == ranks[1]  # same logged (global) losses and MGDA weights on both ranks
+    ce = tmp_path / "ce"
+    shutil.copytree(launch / "tiny-ce", ce)
+    pairs = [(r["query"], r["classification"]["text"]) for r in dist_worker.reranker_records(2, seed=5)]
+    for w in ("sum", "mgda"):
+        one = dist_worker.train_reranker_variant(ce, w, tmp_path).history
+        two = ranks[0][w]
+        assert len(one) == len(two) == 2
+        for a, b in zip(one, two):
+            assert set(a) == set(b) and {"weight_point", "weight_pair", "weight_contrast"} <= set(a)
+            for k in a:
+                assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (w, k)
+        s1 = rr.load_reranker(tmp_path / f"rr_{w}", max_length=32).predict(pairs, show_progress_bar=False)
+        s2 = rr.load_reranker(launch / f"rr_{w}", max_length=32).predict(pairs, show_progress_bar=False)
+        assert np.allclose(s1, s2, atol=1e-5), (w, s1, s2)
+    # MGDA's weights were not the plain sum (the averaged task gradients were used)
+    assert any(abs(h["weight_point"] - 1.0) > 1e-3 for h in ranks[0]["mgda"])
+
+
 # -- (b) one run, written by rank 0 only ------------------------------------------------------------------
 def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(launch, tmp_path, monkeypatch):
     import torch
