@@ -40,9 +40,10 @@ def wrap(model: Any, *, find_unused_parameters: bool = True) -> Any:
     )
 
 
-def check_split(n_examples: int, batch_size: int, what: str = "training") -> None:
-    """ConfigError unless every optimizer step of `batch_size` (and the last, shorter one) gives
-    every rank at least one example, with full steps shared equally."""
+def check_split(n_examples: int, batch_size: int, what: str = "training", *, steps: int | None = None) -> None:
+    """ConfigError unless every optimizer step of `batch_size` (and an epoch's last, shorter one,
+    when one of the first `steps` steps is such a step) gives every rank at least one example,
+    with full steps shared equally."""
     world = distributed.world_size()
     if world == 1:
         return
@@ -50,6 +51,9 @@ def check_split(n_examples: int, batch_size: int, what: str = "training") -> Non
         raise ConfigError(f"{what}: a batch of {batch_size} does not split over {world} ranks; "
                           f"use a batch size that is a multiple of {world}")
     last = n_examples % batch_size
+    per_epoch = -(-n_examples // batch_size)
+    if steps is not None and steps < per_epoch:  # no epoch's shorter last step is reached
+        last = 0
     if n_examples < world or 0 < last < world:
         raise ConfigError(f"{what}: {n_examples} examples leave a step of {last or n_examples} for {world} ranks; "
                           f"use a number of examples that gives every rank one per step, or fewer processes")

@@ -156,13 +156,13 @@ def train(
 
     multi = ddp.active()
     world = ddp.distributed.world_size()
-    if multi:
-        ddp.check_split(len(rows), cfg.batch_size)
     params = trainable(model)
     opt = optimizer or build_optimizer(params, cfg)
     total = n_steps(len(rows), cfg.batch_size, epochs=cfg.epochs)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
+    if multi:
+        ddp.check_split(len(rows), cfg.batch_size, steps=total)
     from transformers import get_scheduler
 
     sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
