@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs_data
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
@@ -230,3 +232,32 @@ def test_migu_chains_under_two_ranks_equal_one_process(tmp_path):
         assert x["train"]["tokens"] == y["train"]["tokens"]
         assert x["eval"] == y["eval"]
         assert x["migu"] == y["migu"]  # same masked steps and kept fraction
+
+
+# -- the MoE upcycling's training under two ranks (routed experts: DDP with unused parameters) ------------
+@needs_data
+@pytest.mark.slow
+def test_moe_upcycling_training_under_two_ranks_equals_one_process(tmp_path):
+    from solstice.core.records import RunRecord
+    from solstice.core.runner import run_paper
+
+    sets = ["train_steps=3", "train_batch=4", "layers=null", "static_layers=null", "train_tokens=32",
+            "n_sentences=3", "hungarian_pairs=1"]
+    out = tmp_path / "runs"
+    args = ["-m", "solstice", "run", "moe_closer_look", "--model", "tiny:llama", "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    r = torchrun(*args, env=_env(DIST_AUDIT_ROOT=str(out), DIST_AUDIT_OUT=str(tmp_path)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "audit-rank1.json").read_text()) == []
+    (run,) = list((out / "moe_closer_look").iterdir())
+    one = run_paper("moe_closer_look", models=["tiny:llama"], sets=sets, out=tmp_path / "one")
+    assert one.status == "completed", one.error
+    multi = RunRecord(run).read_metrics()
+    for k, m in one.metrics.items():
+        assert multi[k].value == pytest.approx(m.value, rel=1e-4, abs=1e-5), k
+    t2 = json.loads((run / "artifacts" / "model.json").read_text())["training"]
+    t1 = json.loads((one.path / "artifacts" / "model.json").read_text())["training"]
+    assert t2["steps"] == t1["steps"] == 3 and t2["tokens"] == t1["tokens"]
+    assert t2["loss_last"] == pytest.approx(t1["loss_last"], rel=1e-5)
+    assert t2["loss_last"] != t1["loss_first"]  # the experts and routers trained
