@@ -122,6 +122,8 @@ def run_paper(
     rank calls this; torch.distributed is started with `dist_backend` (auto: nccl on GPUs, gloo on
     CPUs) and rank 0 alone writes the run directory (see solstice.core.distributed)."""
     started = distributed.init(dist_backend)
+    if not distributed.is_main():  # one log per run: the other ranks report warnings and errors only
+        logging.getLogger("solstice").setLevel(logging.WARNING)
     try:
         return _run_paper(
             paper_id, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit, seed=seed,
