@@ -195,8 +195,10 @@ def run_toytrain(cfg: ToyTrainConfig, ctx):
     from solstice.training.loop import TrainConfig, train
     from solstice.training.params import save_adapter, save_trainable
 
+    import copy
+
     hf = ctx.model("target")
-    model, tok = hf.model, hf.tokenizer
+    model, tok = copy.deepcopy(hf.model), hf.tokenizer  # the loaded model is shared in the process: train a copy
 
     def train_stage():
         r = train(model, tok, examples(cfg.n_train), TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, seed=ctx.seed))

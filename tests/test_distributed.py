@@ -144,6 +144,9 @@ def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(launch, tmp_pat
     # one process on the same global batch gives the same run
     from solstice.core.runner import run_paper
 
+    from solstice.models.loader import clear_model_cache
+
+    clear_model_cache()  # a fresh tiny model, as in the launched processes (other tests train theirs in place)
     monkeypatch.setenv("SOLSTICE_PLUGINS", "dist_worker:PAPER")
     one = run_paper("toytrain", out=tmp_path / "one")
     assert one.status == "completed", one.error
@@ -219,6 +222,9 @@ def test_migu_chains_under_two_ranks_equal_one_process(tmp_path):
     rec = RunRecord(run).read()
     assert rec["status"] == "completed" and rec["distributed"]["world_size"] == 2
     assert not rec["warnings"]  # the frozen-prefix cache held under DDP too
+    from solstice.models.loader import clear_model_cache
+
+    clear_model_cache()  # MIGU trains the loaded model in place: start from a fresh one, as the ranks did
     one = run_paper("migu", scale="smoke", models=["tiny:llama"], sets=sets, out=tmp_path / "one")
     assert one.status == "completed", one.error
     multi = RunRecord(run).read_metrics()
@@ -251,6 +257,9 @@ def test_moe_upcycling_training_under_two_ranks_equals_one_process(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((tmp_path / "audit-rank1.json").read_text()) == []
     (run,) = list((out / "moe_closer_look").iterdir())
+    from solstice.models.loader import clear_model_cache
+
+    clear_model_cache()  # a fresh tiny model, as in the launched processes
     one = run_paper("moe_closer_look", models=["tiny:llama"], sets=sets, out=tmp_path / "one")
     assert one.status == "completed", one.error
     multi = RunRecord(run).read_metrics()
