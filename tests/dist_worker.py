@@ -188,14 +188,14 @@ class ToyTrainConfig(BaseConfig):
 
 
 def run_toytrain(cfg: ToyTrainConfig, ctx):
+    import copy
+
     import torch
 
     from solstice.metrics.stats import mean_metric
     from solstice.training.data import collate, encode_supervised
     from solstice.training.loop import TrainConfig, train
     from solstice.training.params import save_adapter, save_trainable
-
-    import copy
 
     hf = ctx.model("target")
     model, tok = copy.deepcopy(hf.model), hf.tokenizer  # the loaded model is shared in the process: train a copy

@@ -143,7 +143,6 @@ def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(launch, tmp_pat
         torch.testing.assert_close(params[k].detach(), v)
     # one process on the same global batch gives the same run
     from solstice.core.runner import run_paper
-
     from solstice.models.loader import clear_model_cache
 
     clear_model_cache()  # a fresh tiny model, as in the launched processes (other tests train theirs in place)
