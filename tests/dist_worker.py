@@ -252,5 +252,30 @@ def main(out: Path) -> None:
     distributed.shutdown()
 
 
+def dpo_losses(out: Path) -> list[float]:
+    """ARTE's DPO (TRL DPOTrainer, LoRA) on a tiny Llama: 8 pairs, global batch 4, 2 steps."""
+    from solstice.models.tiny import build_tiny
+    from solstice.papers.arte.align import dpo_align
+
+    model, tok = build_tiny("llama")
+    pairs = [{"prompt": f"Question {i}: is {'it ' * (i % 3)}true?\nAnswer:", "chosen": " yes, it is" if i % 2 else " no",
+              "rejected": " no" if i % 2 else " yes"} for i in range(8)]
+    _, hist = dpo_align(model, tok, pairs, out_dir=out, lr=1e-2, beta=0.1, epochs=1, batch_size=4, r=4, alpha=8,
+                        seed=0, max_length=64)
+    return [h["loss"] for h in hist if "loss" in h]
+
+
+def dpo_main(out: Path) -> None:
+    from solstice.core import distributed
+
+    distributed.init("gloo")
+    losses = dpo_losses(out / f"trainer{distributed.rank()}")
+    (out / f"dpo-rank{distributed.rank()}.json").write_text(json.dumps(losses))
+    distributed.shutdown()
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if len(sys.argv) > 2 and sys.argv[2] == "dpo":
+        dpo_main(Path(sys.argv[1]))
+    else:
+        main(Path(sys.argv[1]))

@@ -269,3 +269,17 @@ def test_moe_upcycling_training_under_two_ranks_equals_one_process(tmp_path):
     assert t2["steps"] == t1["steps"] == 3 and t2["tokens"] == t1["tokens"]
     assert t2["loss_last"] == pytest.approx(t1["loss_last"], rel=1e-5)
     assert t2["loss_last"] != t1["loss_first"]  # the experts and routers trained
+
+
+# -- ARTE's DPO: the Trainer route, sharded by accelerate under the same launch ---------------------------
+@pytest.mark.slow
+def test_dpo_trainer_under_two_ranks_keeps_the_global_batch(tmp_path):
+    import dist_worker
+
+    r = torchrun(str(TESTS / "dist_worker.py"), str(tmp_path), "dpo")
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = [json.loads((tmp_path / f"dpo-rank{k}.json").read_text()) for k in (0, 1)]
+    one = dist_worker.dpo_losses(tmp_path / "one")
+    assert len(two[0]) == len(one) == 2  # 8 pairs at a global batch of 4: two steps, not one
+    assert two[0] == pytest.approx(one, rel=1e-5)
+    assert one[1] != pytest.approx(one[0], abs=1e-6)  # the second step saw the updated policy
