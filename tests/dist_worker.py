@@ -195,7 +195,7 @@ def run_toytrain(cfg: ToyTrainConfig, ctx):
     from solstice.metrics.stats import mean_metric
     from solstice.training.data import collate, encode_supervised
     from solstice.training.loop import TrainConfig, train
-    from solstice.training.params import save_adapter, save_trainable
+    from solstice.training.params import load_trainable, save_adapter, save_trainable
 
     hf = ctx.model("target")
     model, tok = copy.deepcopy(hf.model), hf.tokenizer  # the loaded model is shared in the process: train a copy
@@ -209,6 +209,7 @@ def run_toytrain(cfg: ToyTrainConfig, ctx):
         return {"losses": r.losses, "tokens": r.tokens}
 
     st = ctx.stage("train", train_stage)
+    load_trainable(model, ctx.artifact("checkpoints/final.safetensors"))  # rank 0's file, on every rank (a resume)
     held = examples(cfg.n_eval, offset=100)
     samples = [Sample(f"ex-{i}", e.prompt, e.target) for i, e in enumerate(held)]
     rows_by_id = dict(zip((s.id for s in samples), encode_supervised(tok, held, max_length=64)))
@@ -249,6 +250,21 @@ def main(out: Path) -> None:
     res = run_paper("toytrain", out=out / "runs", dist_backend="gloo")
     (out / f"run-rank{distributed.rank()}.json").write_text(json.dumps({"status": res.status, "error": res.error,
                                                                          "path": str(res.path)}))
+    # a kill after the training stage and 4 of the 6 scored examples, then a resume on both ranks
+    if distributed.is_main():
+        from solstice.core.records import RunRecord
+
+        rec = RunRecord(res.path)
+        lines = rec.samples_path.read_text().splitlines(keepends=True)
+        rec.samples_path.write_text("".join(lines[:4]))
+        rec.metrics_path.unlink()
+        rec.update(status="interrupted")
+        ckpt = res.path / "artifacts" / "checkpoints" / "final.safetensors"
+        (out / "ckpt-mtime.json").write_text(json.dumps(ckpt.stat().st_mtime_ns))
+    distributed.barrier()
+    again = run_paper("toytrain", resume=res.path, dist_backend="gloo")
+    (out / f"resume-rank{distributed.rank()}.json").write_text(json.dumps({"status": again.status,
+                                                                            "error": again.error}))
     distributed.shutdown()
 
 

@@ -129,11 +129,16 @@ def test_rank_zero_alone_writes_the_run_and_its_checkpoints_load(launch, tmp_pat
     rec = RunRecord(run).read()
     assert rec["status"] == "completed" and rec["distributed"]["world_size"] == 2
     assert rec["distributed"]["backend"] == "gloo"
-    assert len(rec["environments"]) == 1  # one process's segment
     rows = RunRecord(run).load_samples()
     assert sorted(r["sample_id"] for r in rows) == [f"ex-{i}" for i in range(6)]  # each once
     assert RunRecord(run).verify_seal() == "intact"
     assert (run / "artifacts" / "summary.txt").is_file()
+    # killed after the training stage and 4 of 6 scored examples, resumed on both ranks: the stage is
+    # read (the checkpoint is not written again), the 2 missing examples are scored once
+    assert [json.loads((launch / f"resume-rank{k}.json").read_text())["status"] for k in (0, 1)] == ["completed"] * 2
+    assert [s["kind"] for s in rec["environments"]] == ["start", "resume"]
+    ckpt = run / "artifacts" / "checkpoints" / "final.safetensors"
+    assert ckpt.stat().st_mtime_ns == json.loads((launch / "ckpt-mtime.json").read_text())
     # the checkpoints: plain names, loadable as hf:<dir>, equal to the trained weights
     state = _load(run / "artifacts" / "checkpoints" / "final.safetensors")
     assert state and not any(k.startswith("module.") for k in state)
