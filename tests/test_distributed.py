@@ -288,3 +288,28 @@ def test_dpo_trainer_under_two_ranks_keeps_the_global_batch(tmp_path):
     assert len(two[0]) == len(one) == 2  # 8 pairs at a global batch of 4: two steps, not one
     assert two[0] == pytest.approx(one, rel=1e-5)
     assert one[1] != pytest.approx(one[0], abs=1e-6)  # the second step saw the updated policy
+
+
+# -- DSiRe's LoRA benchmark under two ranks (SmolLM2-135M, the smoke preset) --------------------------------
+@needs_data
+@pytest.mark.slow
+def test_dsire_smoke_under_two_ranks_equals_one_process(tmp_path):
+    from solstice.core.records import RunRecord
+    from solstice.core.runner import run_paper
+
+    out = tmp_path / "runs"
+    r = torchrun("-m", "solstice", "run", "dsire", "--out", str(out), "--dist-backend", "gloo",
+                 env=_env(DIST_AUDIT_ROOT=str(out), DIST_AUDIT_OUT=str(tmp_path)), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "audit-rank1.json").read_text()) == []
+    (run,) = list((out / "dsire").iterdir())
+    one = run_paper("dsire", out=tmp_path / "one")
+    assert one.status == "completed", one.error
+    multi = RunRecord(run).read_metrics()
+    for k, m in one.metrics.items():
+        if k != "seconds_per_lora":  # wall time
+            assert multi[k].value == pytest.approx(m.value, rel=1e-6, abs=1e-9), k
+    rows = {x["sample_id"]: x for x in RunRecord(run).load_samples()}
+    for x in RunRecord(one.path).load_samples():
+        assert rows[x["sample_id"]]["loss_last"] == pytest.approx(x["loss_last"], rel=1e-5)
+        assert rows[x["sample_id"]]["checkpoints"] == x["checkpoints"]
