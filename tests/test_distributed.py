@@ -303,7 +303,13 @@ def test_dsire_smoke_under_two_ranks_equals_one_process(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((tmp_path / "audit-rank1.json").read_text()) == []
     (run,) = list((out / "dsire").iterdir())
-    one = run_paper("dsire", out=tmp_path / "one")
+    from solstice.models.loader import clear_model_cache
+
+    clear_model_cache()  # DSiRe adds LoRA layers to the loaded model in place: a fresh one, and none left behind
+    try:
+        one = run_paper("dsire", out=tmp_path / "one")
+    finally:
+        clear_model_cache()
     assert one.status == "completed", one.error
     multi = RunRecord(run).read_metrics()
     for k, m in one.metrics.items():
