@@ -88,17 +88,26 @@ def backends_for(requires) -> str:
 @click.option("--shard", default=None, metavar="I/N", help="Compute only slice I of N of every map (join with `solstice merge`).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where ctx.map batches run: in this process, or as tasks on a Ray cluster (extra 'ray').")
-def run_cmd(paper, scale, config_files, sets, models, limit, seed, out, resume, allow_code_exec, cache, shard, executor) -> int:
-    """Run one paper and write a run directory."""
+@click.option("--dist-backend", type=click.Choice(["auto", "nccl", "gloo"]), default="auto", show_default=True,
+              help="torch.distributed backend under torchrun / accelerate launch (auto: nccl with GPUs, gloo without).")
+def run_cmd(paper, scale, config_files, sets, models, limit, seed, out, resume, allow_code_exec, cache, shard, executor,
+            dist_backend) -> int:
+    """Run one paper and write a run directory. Under `torchrun --nproc_per_node N -m solstice run ...`
+    the ranks train data-parallel and rank 0 writes the run."""
     from solstice.core.runner import run_paper
 
     res = run_paper(paper, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit,
                     seed=seed, out=out, resume=resume, argv=sys.argv, allow_code_exec=allow_code_exec,
-                    cache=cache, shard=shard, executor=executor)
+                    cache=cache, shard=shard, executor=executor, dist_backend=dist_backend)
     return _finish(paper, res)
 
 
 def _finish(paper: str, res) -> int:
+    from solstice.core.distributed import launch_env
+
+    env = launch_env()
+    if env is not None and env[0] != 0 and res.status == "completed":  # rank 0 reports the run
+        return res.exit_code
     if res.metrics:
         _echo_table(["metric", "value (95% CI)", "n"], [[k, v.fmt(), v.n] for k, v in res.metrics.items()], f"{paper} ({res.status})")
     click.echo(str(res.path))

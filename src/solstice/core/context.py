@@ -14,6 +14,10 @@
     ctx.track(items, desc)   a progress bar
     ctx.warn(msg)            a warning that is logged and kept in run.json
     ctx.add_plot(path, caption) / ctx.artifact(name)
+    ctx.is_main              False on the ranks other than 0 of a torchrun launch: they write
+                             nothing (guard a paper's own file writes with it); `stage` and `map`
+                             run on every rank and hand every rank rank 0's result
+                             (see solstice.core.distributed)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from solstice.core import distributed
 from solstice.core.progress import track
 from solstice.core.records import RunRecord, atomic_write_json
 from solstice.core.types import Sample
@@ -70,13 +75,20 @@ class RunContext:
         return self.record.path
 
     @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run (rank 0, or the only process)."""
+        return not self.record.readonly
+
+    @property
     def artifacts(self) -> Path:
-        self.record.artifacts.mkdir(exist_ok=True)
+        if self.is_main:
+            self.record.artifacts.mkdir(exist_ok=True)
         return self.record.artifacts
 
     def artifact(self, name: str) -> Path:
         p = self.artifacts / name
-        p.parent.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
     # -- models ------------------------------------------------------------------------------
@@ -156,8 +168,12 @@ class RunContext:
             from solstice.core.shard import shard_of
 
             todo = [s for s in todo if shard_of(did(s), self.shard[1]) == self.shard[0]]
+        multi = distributed.active()
+        if multi:  # every rank computes what rank 0 has not recorded, one batch at a time
+            wanted = set(distributed.broadcast([did(s) for s in todo]))
+            todo = [s for s in samples if did(s) in wanted]
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        width = max(1, workers if workers is not None else self._feed_width(batch_size))
+        width = 1 if multi else max(1, workers if workers is not None else self._feed_width(batch_size))
         if batches:
             name = self.executor.name if self.executor is not None else "in-process"
             log.info("map %s: %d samples to compute in %d batches (%s, %d in flight)", key or "-", len(todo),
@@ -165,6 +181,8 @@ class RunContext:
             bar = iter(self.track(range(len(batches)), description or f"{self.paper_id} {key}".strip(), total=len(batches)))
             next(bar, None)  # the bar's first item: batch 0 under way
             for batch, results in self._feed(fn, batches, width):
+                if multi:  # rank 0's results are the record, on every rank
+                    results = distributed.broadcast(results)
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} samples")
                 rows = [{"sample_id": s.id, **({"key": key} if key else {}), **r} for s, r in zip(batch, results)]
@@ -233,15 +251,21 @@ class RunContext:
     def stage(self, name: str, fn: Callable[[], T], *, roles: Sequence[str] | None = None) -> T:
         """Run `fn` once; its JSON-serialisable result is saved so a resumed run skips it."""
         self._declare("stage", name, roles)
-        self.record.stages.mkdir(exist_ok=True)
         path = self.record.stages / f"{name}.json"
-        if path.is_file():
+        if distributed.active():  # rank 0 decides and records; every rank runs `fn` (it may train)
+            found, saved = distributed.broadcast(
+                (True, json.loads(path.read_text())) if self.is_main and path.is_file() else (False, None))
+            if found:
+                return saved
+        elif path.is_file():
             return json.loads(path.read_text())
         t0 = time.perf_counter()
         result = fn()
-        atomic_write_json(path, result)
+        if self.is_main:
+            self.record.stages.mkdir(exist_ok=True)
+            atomic_write_json(path, result)
         log.info("stage %s done in %.1fs", name, time.perf_counter() - t0)
-        return result
+        return distributed.broadcast(result) if distributed.active() else result
 
     def _declare(self, what: str, name: str, roles: Sequence[str] | None) -> None:
         deps = sorted(self.model_specs) if roles is None else sorted(set(roles))
@@ -253,6 +277,8 @@ class RunContext:
             self._save_meta()
 
     def track(self, items: Iterable[T], description: str = "", total: int | None = None):
+        if not self.is_main:  # one progress bar per run, not per rank
+            return items
         return track(items, description, total)
 
     # -- notes -------------------------------------------------------------------------------

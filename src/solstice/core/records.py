@@ -118,10 +118,12 @@ def provenance(run: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunRecord:
-    """Reads and writes one run directory."""
+    """Reads and writes one run directory. A `readonly` record (the ranks other than 0 of a
+    distributed run, see solstice.core.distributed) reads it and writes nothing."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self.run_json = self.path / "run.json"
         self.samples_path = self.path / "samples.jsonl"
         self.metrics_path = self.path / "metrics.json"
@@ -139,9 +141,13 @@ class RunRecord:
             raise ResumeError(f"'{self.run_json}' is damaged ({exc.msg})") from None
 
     def write(self, data: dict[str, Any]) -> None:
+        if self.readonly:
+            return
         atomic_write_json(self.run_json, {"schema_version": SCHEMA_VERSION, **data})
 
     def update(self, **fields: Any) -> dict[str, Any]:
+        if self.readonly:
+            return {}
         data = self.read()
         data.update(fields)
         self.write(data)
@@ -155,6 +161,8 @@ class RunRecord:
 
     def add_environment(self, segment: dict[str, Any]) -> list[dict[str, Any]]:
         """Append a process's segment; earlier segments are never rewritten."""
+        if self.readonly:
+            return []
         data = self.read()
         segs = environments_of(data) + [segment]
         data["environments"] = segs
@@ -178,6 +186,8 @@ class RunRecord:
     def seal(self) -> None:
         """Record the digests of run.json, metrics.json and samples.jsonl as the run finishes, so a
         later edit by hand shows (`verify_seal`). Every process that writes the run seals it again."""
+        if self.readonly:
+            return
         data = self.read()
         data["seal"] = self._digests(data)
         self.write(data)
@@ -211,12 +221,14 @@ class RunRecord:
                     rows.pop()
                     break
                 good_bytes += len(raw)
-        if repair and good_bytes != self.samples_path.stat().st_size:
+        if repair and not self.readonly and good_bytes != self.samples_path.stat().st_size:
             with open(self.samples_path, "rb+") as f:
                 f.truncate(good_bytes)
         return rows
 
     def append_sample(self, row: dict[str, Any]) -> None:
+        if self.readonly:
+            return
         if self._fh is None:
             self._fh = open(self.samples_path, "a", encoding="utf-8")
         self._fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
@@ -225,7 +237,7 @@ class RunRecord:
 
     def append_samples(self, rows: list[dict[str, Any]]) -> None:
         """Several rows, flushed and fsynced once (a batch)."""
-        if not rows:
+        if not rows or self.readonly:
             return
         if self._fh is None:
             self._fh = open(self.samples_path, "a", encoding="utf-8")
@@ -243,6 +255,8 @@ class RunRecord:
 
     # -- metrics -----------------------------------------------------------------------------
     def write_metrics(self, metrics: dict[str, MetricValue]) -> None:
+        if self.readonly:
+            return
         atomic_write_json(self.metrics_path, {k: v.to_json() for k, v in metrics.items()})
 
     def read_metrics(self) -> dict[str, MetricValue]:

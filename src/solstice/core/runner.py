@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from solstice import __version__
+from solstice.core import distributed
 from solstice.core.config import build_config, config_hash
 from solstice.core.context import RunContext
 from solstice.core.paper import PaperSpec, evaluate_run
@@ -113,10 +114,33 @@ def run_paper(
     allow_code_exec: bool = False, segment: str = "", cache: str | Path | None = None,
     shard: str | None = None, executor: str = "local",
     prior: dict[str, dict[str, Any]] | None = None, extra_meta: dict[str, Any] | None = None,
+    dist_backend: str = "auto",
 ) -> RunResult:
     """Run a paper (or continue the run in `resume`). `segment` names the kind of process in the
     record's environment segments (default: "start", or "resume" with `resume`; "shard" and
-    "merge" for `--shard` and `solstice merge`)."""
+    "merge" for `--shard` and `solstice merge`). Under torchrun / accelerate (WORLD_SIZE > 1) every
+    rank calls this; torch.distributed is started with `dist_backend` (auto: nccl on GPUs, gloo on
+    CPUs) and rank 0 alone writes the run directory (see solstice.core.distributed)."""
+    started = distributed.init(dist_backend)
+    if not distributed.is_main():  # one log per run: the other ranks report warnings and errors only
+        logging.getLogger("solstice").setLevel(logging.WARNING)
+    try:
+        return _run_paper(
+            paper_id, scale=scale, config_files=config_files, sets=sets, models=models, limit=limit, seed=seed,
+            out=out, resume=resume, argv=argv, allow_code_exec=allow_code_exec, segment=segment, cache=cache,
+            shard=shard, executor=executor, prior=prior, extra_meta=extra_meta,
+        )
+    finally:
+        if started:
+            distributed.shutdown()
+
+
+def _run_paper(
+    paper_id: str, *, scale: str, config_files: Sequence[str], sets: Sequence[str], models: Sequence[str],
+    limit: int | None, seed: int | None, out: str | Path, resume: str | Path | None, argv: Sequence[str] | None,
+    allow_code_exec: bool, segment: str, cache: str | Path | None, shard: str | None, executor: str,
+    prior: dict[str, dict[str, Any]] | None, extra_meta: dict[str, Any] | None,
+) -> RunResult:
     from solstice.core.shard import SHARD_DONE, ShardDone, parse_shard
 
     paper, cfg, model_specs, eff_limit, eff_seed, old = prepare(
@@ -139,6 +163,11 @@ def run_paper(
             from solstice.errors import MissingDependencyError
 
             raise MissingDependencyError("ray", "ray", "--executor ray")
+    world = distributed.world_size()
+    if world > 1 and (executor == "ray" or cache or prior is not None):
+        what = "--executor ray" if executor == "ray" else "--cache" if cache else "merge"
+        raise ConfigError(f"{what} cannot be combined with a {world}-process torchrun / accelerate launch; "
+                          "launch one process, or drop that option")
     if paper.code_exec and not allow_code_exec:
         raise ConfigError(f"{paper_id} runs model-written code; pass --allow-code-exec to allow it (it runs sandboxed)")
     # cheap checks before any directory is created
@@ -148,13 +177,16 @@ def run_paper(
         resolve(src)
 
     h = config_hash(cfg)
+    main = distributed.is_main()
     if old is not None:  # a resumed run keeps its scale and the command that started it
         scale = old.get("scale", scale)
-        record = RunRecord(Path(resume))  # type: ignore[arg-type]
+        record = RunRecord(Path(resume), readonly=not main)  # type: ignore[arg-type]
         done_rows = record.load_samples(repair=True)
         meta = old
     else:
-        record = RunRecord(new_run_dir(Path(out), paper_id, scale, h))
+        # rank 0 creates the directory; the other ranks open it read-only once run.json is there
+        path = distributed.broadcast(new_run_dir(Path(out), paper_id, scale, h) if main else None)
+        record = RunRecord(path, readonly=not main)
         done_rows = []
         meta = {}
     ctx = RunContext(
@@ -205,8 +237,14 @@ def run_paper(
         # where the run's reused records come from (rescore, merge): kept across resumes
         **({"lineage": meta["lineage"]} if meta.get("lineage") else {}),
         **({"shard": {"index": shard_ix[0], "count": shard_ix[1]}} if shard_ix else {}),
+        **({"distributed": _dist_info()} if world > 1 else {}),
         **(extra_meta or {}),
     })
+    if world > 1:
+        distributed.barrier()
+        if not record.run_json.is_file():
+            raise ConfigError(f"rank {distributed.rank()} cannot see the run directory '{record.path}' that rank 0 "
+                              "created; put --out on a filesystem every node shares")
     log.info("run directory: %s", record.path)
     status, error, code = "completed", "", 0
     needs_data = False
@@ -239,7 +277,8 @@ def run_paper(
         status, error, code = "failed", str(exc), exc.exit_code
         needs_data = isinstance(exc, DataUnavailable)
     except Exception as exc:  # noqa: BLE001 - recorded, reported in one line, traceback kept on disk
-        (record.path / "error.log").write_text(traceback.format_exc())
+        if main:
+            (record.path / "error.log").write_text(traceback.format_exc())
         status, error, code = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0], 1
     finally:
         if ctx.executor is not None:
@@ -272,3 +311,18 @@ def run_paper(
     if status == "completed":
         record.seal()
     return RunResult(record.path, status, metrics, error, code, needs_data)
+
+
+def _dist_info() -> dict[str, Any]:
+    """How a multi-process run was launched (recorded in run.json "distributed")."""
+    import os
+
+    import torch.distributed as dist
+
+    def num(name: str) -> int | None:
+        v = os.environ.get(name)
+        return int(v) if v and v.isdigit() else None
+
+    # LOCAL_WORLD_SIZE and GROUP_WORLD_SIZE (nodes) are set by torchrun; None where a launcher does not
+    return {"world_size": dist.get_world_size(), "backend": dist.get_backend(),
+            "local_world_size": num("LOCAL_WORLD_SIZE"), "nodes": num("GROUP_WORLD_SIZE")}

@@ -32,6 +32,7 @@ _EXPORTS = {
     "trainable_state": "solstice.training.params",
     "load_trainable_state": "solstice.training.params",
     "save_trainable": "solstice.training.params",
+    "save_adapter": "solstice.training.params",
     "load_trainable": "solstice.training.params",
     "attach_hooks": "solstice.training.hf",
     "FrozenPrefix": "solstice.training.prefix",

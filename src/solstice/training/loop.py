@@ -12,6 +12,12 @@ transformers Trainer does not offer (its `on_pre_optimizer_step` runs after clip
 
 `model` is any transformers causal LM (peft-wrapped or not); only parameters with
 `requires_grad` are optimised. The model is left in eval mode afterwards.
+
+Under torchrun / accelerate launch (torch.distributed started, see solstice.core.distributed) the
+loop wraps the model in DistributedDataParallel for the run and gives each rank its share of every
+step's batch (`solstice.training.ddp`): the same steps as one process with the whole batch.
+`micro_batch_size` then counts per rank; `batch_size` must be a multiple of the world size.
+Hooks receive the unwrapped model; losses and token counts in the result are global.
 """
 
 from __future__ import annotations
@@ -146,11 +152,17 @@ def train(
         if isinstance(examples[0], SupervisedExample) else list(examples)
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    from solstice.training import ddp
+
+    multi = ddp.active()
+    world = ddp.distributed.world_size()
     params = trainable(model)
     opt = optimizer or build_optimizer(params, cfg)
     total = n_steps(len(rows), cfg.batch_size, epochs=cfg.epochs)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
+    if multi:
+        ddp.check_split(len(rows), cfg.batch_size, steps=total)
     from transformers import get_scheduler
 
     sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
@@ -160,7 +172,8 @@ def train(
     side = "left" if "position_ids" in fkw else "right"
     res = TrainResult(steps=0)
     torch.manual_seed(cfg.seed)
-    model.train()
+    net = ddp.wrap(model) if multi else model  # forward/backward through DDP, hooks see `model`
+    net.train()
     t0 = time.perf_counter()
     begun: list[StepHook] = []
     try:
@@ -172,10 +185,13 @@ def train(
             if step >= total:
                 break
             step_rows = [rows[i] for i in idx]
-            n_target = sum(sum(1 for x in r["labels"][1:] if x >= 0) for r in step_rows)
+            n_target = sum(sum(1 for x in r["labels"][1:] if x >= 0) for r in step_rows)  # whole step
+            mine = ddp.share(step_rows, f"optimizer step {step + 1}") if multi else step_rows
             loss_sum = 0.0
-            for k in range(0, len(step_rows), micro):
-                mb = step_rows[k : k + micro]
+            tokens = 0
+            starts = range(0, len(mine), micro)
+            for k in starts:
+                mb = mine[k : k + micro]
                 batch = {n: t.to(device) for n, t in collate(mb, pad, side=side).items()}
                 for h in hooks:
                     h.on_micro_batch(model, batch)
@@ -183,11 +199,18 @@ def train(
                 if prefix is not None:
                     states = prefix.states([r["input_ids"] for r in mb])
                     skip = prefix.skipping(prefix.padded(states, batch["input_ids"].shape[1], side))
-                with skip:
-                    loss = _target_loss(model, batch, max(1, n_target), fkw)
-                loss.backward()
+                # DDP averages gradients over ranks once per step (at the last micro-batch)
+                sync = net.no_sync() if multi and k != starts[-1] else contextlib.nullcontext()
+                with sync:
+                    with skip:
+                        loss = _target_loss(net, batch, max(1, n_target), fkw)
+                    (loss * world if multi else loss).backward()
                 loss_sum += float(loss.detach())
-                res.tokens += int(batch["attention_mask"].sum())
+                tokens += int(batch["attention_mask"].sum())
+            if multi:
+                loss_sum, tok_sum = ddp.distributed.all_sum([loss_sum, float(tokens)])
+                tokens = int(tok_sum)
+            res.tokens += tokens
             for h in hooks:
                 h.before_clip(model)
             if cfg.max_grad_norm:
@@ -211,6 +234,11 @@ def train(
         for h in reversed(begun):
             h.on_train_end(model)
         model.eval()
+        if net is not model:  # release DDP's gradient hooks before the model is used again
+            del net
+            import gc
+
+            gc.collect()
     res.seconds = time.perf_counter() - t0
     return res
 

@@ -112,13 +112,34 @@ def load_trainable_state(model: Any, state: dict[str, Any]) -> None:
 
 
 def save_trainable(model: Any, path: str | Path) -> Path:
-    """Write the trainable parameters to a safetensors file (atomically)."""
+    """Write the trainable parameters to a safetensors file (atomically). Under torch.distributed
+    rank 0 writes and every rank waits until the file is there. Names are the model's own: pass
+    the model, not a DDP wrapper (a `module.` prefix is refused)."""
     from safetensors.torch import save_file
 
+    from solstice.core import distributed
+
     p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    save_file({n: t.contiguous().cpu() for n, t in trainable_state(model).items()}, str(tmp))
-    tmp.replace(p)
+    state = trainable_state(model)
+    if any(n.startswith("module.") for n in state):
+        raise ConfigError("save the model itself, not its DistributedDataParallel wrapper (names start with 'module.')")
+
+    def write() -> None:
+        tmp = p.with_name(p.name + ".tmp")
+        save_file({n: t.contiguous().cpu() for n, t in state.items()}, str(tmp))
+        tmp.replace(p)
+
+    distributed.main_writes(write)
+    return p
+
+
+def save_adapter(model: Any, path: str | Path) -> Path:
+    """`model.save_pretrained(path)` (a peft adapter or a transformers model), written by rank 0
+    alone under torch.distributed, every rank waiting until it is there."""
+    from solstice.core import distributed
+
+    p = Path(path)
+    distributed.main_writes(lambda: model.save_pretrained(str(p)))
     return p
 
 

@@ -24,6 +24,12 @@ fields a batch lacks are skipped for that step.
     from solstice.training.reranker import RerankerConfig, train_reranker, rerank, load_reranker
     result = train_reranker(records, "path/to/cross-encoder", RerankerConfig(weighting="mgda"))
     order = rerank(question, docs, result.model, top_k=3)
+
+Under torchrun / accelerate launch (see solstice.core.distributed) `train_reranker` runs the
+encoder in DistributedDataParallel and gives each rank its share of every batch (`batch_size`
+stays the global batch, a multiple of the world size); MGDA's task gradients are averaged over
+the ranks before the min-norm weights are solved, so every rank uses the same weights; the
+logged losses are the ranks' mean; `save_reranker` writes on rank 0 only.
 """
 
 from __future__ import annotations
@@ -157,6 +163,11 @@ def task_weights(
             )
         )
     g = torch.stack(flat).double()
+    from solstice.core import distributed
+
+    if distributed.active():  # the gradients of the global batch: the ranks' mean
+        torch.distributed.all_reduce(g)
+        g /= distributed.world_size()
     return min_norm_weights((g @ g.T).cpu().numpy())
 
 
@@ -213,13 +224,20 @@ def load_reranker(
 
 def save_reranker(model, path: str | Path) -> Path:
     """Write the cross-encoder so that `load_reranker(path)` (or `CrossEncoder(path)`) reloads it."""
+    from solstice.core import distributed
+
     out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
+
+    def write() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(out))
+
+    distributed.main_writes(write)  # rank 0 alone under torchrun; every rank waits for the files
     return out
 
 
-def _batch_losses(model, batch: list[dict[str, Any]], cfg: RerankerConfig) -> dict[str, Any]:
+def _batch_losses(model, batch: list[dict[str, Any]], cfg: RerankerConfig, net: Any = None) -> dict[str, Any]:
+    """The task losses of `batch`; `net` (a DDP wrapper of `model.model`) runs the forward when given."""
     torch = require("torch", "hf")
     queries: list[str] = []
     docs: list[str] = []
@@ -247,7 +265,7 @@ def _batch_losses(model, batch: list[dict[str, Any]], cfg: RerankerConfig) -> di
     feats = model.preprocess(list(zip(queries, docs)))
     enc = {k: v.to(model.model.device) for k, v in feats.items() if k in _MODEL_INPUTS}
     need_hidden = bool(spans.get("contrast"))
-    out = model.model(**enc, output_hidden_states=need_hidden)
+    out = (net if net is not None else model.model)(**enc, output_hidden_states=need_hidden)
     scores = out.logits[:, 0]
     losses: dict[str, Any] = {}
     if spans.get("point"):
@@ -294,14 +312,24 @@ def train_reranker(
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
     history: list[dict[str, Any]] = []
     net.train()
+    from solstice.training import ddp
+
+    multi = ddp.active()
+    if multi:
+        ddp.check_split(len(records), cfg.batch_size, "reranker training")
+    wrapped = ddp.wrap(net) if multi else None
     step = 0
     for epoch in range(cfg.epochs):
         order = list(range(len(records)))
         rng.shuffle(order)
         for s in range(0, len(order), cfg.batch_size):
             batch = [records[i] for i in order[s : s + cfg.batch_size]]
-            losses = _batch_losses(model, batch, cfg)
+            if multi:
+                batch = ddp.share(batch, f"reranker step {step + 1}")
+            losses = _batch_losses(model, batch, cfg, net=wrapped)
             names = list(losses)
+            if multi:
+                _same_tasks(names, step)
             fixed = None
             if cfg.weighting == "fixed":
                 fixed = (
@@ -316,8 +344,11 @@ def train_reranker(
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
-            rec = {"step": step, "epoch": epoch, "loss": float(total.detach())}
-            rec.update({f"loss_{n}": float(losses[n].detach()) for n in names})
+            vals = [float(total.detach())] + [float(losses[n].detach()) for n in names]
+            if multi:  # the ranks' mean (equal shares: the global batch's loss)
+                vals = [v / ddp.distributed.world_size() for v in ddp.distributed.all_sum(vals)]
+            rec = {"step": step, "epoch": epoch, "loss": vals[0]}
+            rec.update({f"loss_{n}": v for n, v in zip(names, vals[1:])})
             rec.update({f"weight_{n}": w for n, w in zip(names, weights)})
             history.append(rec)
             if not math.isfinite(rec["loss"]):
@@ -326,8 +357,20 @@ def train_reranker(
                 on_step(rec)
             step += 1
     net.eval()
+    del wrapped
     log.info("reranker trained: %d steps, last loss %.4f", step, history[-1]["loss"])
     return RerankerResult(model=model, history=history)
+
+
+def _same_tasks(names: list[str], step: int) -> None:
+    """Every rank must weigh the same tasks in a step (DDP and MGDA reduce over them together)."""
+    torch = require("torch", "hf")
+    seen: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(seen, names)
+    if any(s != seen[0] for s in seen):
+        raise ConfigError(f"reranker step {step + 1}: the ranks' shares have different tasks {seen} (records with "
+                          "and without rank_list / positive+negative in one batch); give every record the same "
+                          "fields or train in one process")
 
 
 # -------------------------------------------------------------------------------------- inference

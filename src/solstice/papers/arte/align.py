@@ -41,8 +41,15 @@ def dpo_align(model: Any, tokenizer: Any, pairs: list[dict[str, str]], *, out_di
     base = copy.deepcopy(model) if copy_model else model
     gpu = torch.cuda.is_available()  # fp32 on CPU (spec); bf16 where the GPU has it
     steps = max(1, math.ceil(len(pairs) / batch_size) * math.ceil(epochs))
+    from solstice.core import distributed
+
+    world = distributed.world_size()  # under torchrun the Trainer shards; `batch_size` stays the global batch
+    if batch_size % world:
+        from solstice.errors import ConfigError
+
+        raise ConfigError(f"DPO batch size {batch_size} does not split over {world} ranks; use a multiple of {world}")
     args = DPOConfig(
-        output_dir=str(out_dir), per_device_train_batch_size=batch_size, num_train_epochs=epochs,
+        output_dir=str(out_dir), per_device_train_batch_size=batch_size // world, num_train_epochs=epochs,
         learning_rate=lr, beta=beta, loss_type="sigmoid", lr_scheduler_type="cosine",
         warmup_steps=max(0, round(0.1 * steps)), logging_steps=1, save_strategy="no", report_to=[],
         seed=seed, data_seed=seed, max_length=max_length, dataset_num_proc=None, disable_tqdm=True,

@@ -159,7 +159,8 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     pairs = {t: ctx.stage(f"pairs__{t}", lambda t=t: pairs_stage(teacher, tasks[t], scored[t], cfg),
                         roles=("teacher", "student")) for t in tasks}
     for name, obj in (("irt", irt), ("drafts", drafts), ("scores", scored), ("pairs", pairs)):
-        ctx.artifact(f"{name}.json").write_text(json.dumps(obj, indent=1))
+        if ctx.is_main:  # under torchrun rank 0 writes the run's files
+            ctx.artifact(f"{name}.json").write_text(json.dumps(obj, indent=1))
     all_pairs = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for t in tasks for p in pairs[t]["pairs"]]
 
     per_seed: dict[int, dict[str, Any]] = {}
@@ -195,7 +196,8 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
                           "dpo_log": dpo_log,
                           "gen_stats": {lab: {t: g[t]["stats"] for t in g} for lab, g in gens.items()}}
         del aligned
-    ctx.artifact("results.json").write_text(json.dumps(per_seed, indent=1))
+    if ctx.is_main:
+        ctx.artifact("results.json").write_text(json.dumps(per_seed, indent=1))
 
     metrics: dict[str, MetricValue] = {}
     test_n = sum(len(t.test) for t in tasks.values())
@@ -236,7 +238,8 @@ def _aligned_teacher(ctx: Any, teacher: Any, pairs: list[dict[str, str]], cfg: C
     from solstice.papers.arte.align import dpo_align
 
     out = ctx.artifact(f"dpo_s{seed}")
-    out.mkdir(exist_ok=True)
+    if ctx.is_main:
+        out.mkdir(exist_ok=True)
     adapter = out / "adapter"
     log_path = out / "log.json"
     if (adapter / "adapter_model.safetensors").is_file() and log_path.is_file():
@@ -250,6 +253,9 @@ def _aligned_teacher(ctx: Any, teacher: Any, pairs: list[dict[str, str]], cfg: C
     pm, hist = dpo_align(teacher.model, teacher.tokenizer, pairs, out_dir=out / "trainer", lr=cfg.dpo_lr,
                          beta=cfg.dpo_beta, epochs=cfg.dpo_epochs, batch_size=cfg.dpo_batch_size, r=cfg.lora_r,
                          alpha=cfg.lora_alpha, seed=seed)
-    pm.save_pretrained(str(adapter))
-    log_path.write_text(json.dumps(hist))
+    from solstice.training.params import save_adapter
+
+    if ctx.is_main:
+        log_path.write_text(json.dumps(hist))
+    save_adapter(pm, adapter)  # rank 0 writes under torchrun; the others wait for it
     return HFModel(teacher.spec, model=pm, tokenizer=teacher.tokenizer), hist

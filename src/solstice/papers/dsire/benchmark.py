@@ -123,6 +123,7 @@ class LoraTrainer:
         import numpy as np
 
         from solstice.training.loop import TrainConfig, train
+        from solstice.training.params import save_adapter
 
         self.reset(seed)
         rng = np.random.default_rng(seed)
@@ -133,7 +134,7 @@ class LoraTrainer:
         def on_step(step: int, loss: float) -> None:
             if step + 1 in checkpoints:
                 d = out / f"step{step + 1}"
-                self.peft.save_pretrained(str(d))
+                save_adapter(self.peft, d)  # rank 0 writes under torchrun
                 saved.append(d.name)
 
         cfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=1.0, max_steps=steps, max_grad_norm=None,

@@ -193,7 +193,8 @@ def run_benchmark(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     first = chunks(next(iter(need)))
     diff = ctx.stage("prefix_check", lambda: {"max_abs_logit_diff": trainer.verify(first[:2])}, roles=("target",))
     root = ctx.artifact("adapters")
-    root.mkdir(exist_ok=True)
+    if ctx.is_main:  # under torchrun rank 0 writes the adapters, every rank reads them
+        root.mkdir(exist_ok=True)
 
     def build(batch: list[Sample]) -> list[dict[str, Any]]:
         out = []
@@ -214,7 +215,8 @@ def run_benchmark(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
                         "samples.jsonl or start a new run")
     step = cfg.eval_step or cfg.steps
     sizes_file = {f"{k}/step{step}": {"size": jobs[k].n, "concept": jobs[k].concept} for k in jobs}
-    (root / "sizes.json").write_text(json.dumps(sizes_file, indent=1))
+    if ctx.is_main:
+        (root / "sizes.json").write_text(json.dumps(sizes_file, indent=1))
 
     def evaluate() -> dict[str, Any]:
         res: dict[str, Any] = {}
@@ -252,6 +254,8 @@ def run_benchmark(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
 
 
 def write_outputs(ctx: Any, results: dict[str, Any], step: int) -> None:
+    if not ctx.is_main:  # under torchrun rank 0 writes the run's files
+        return
     lines = ["| range | step | method | accuracy | MAE | MAPE % |", "|---|---|---|---|---|---|"]
     for name, per_step in results.items():
         for st, r in per_step.items():
@@ -319,11 +323,12 @@ def run_reference(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
 
     samples = [Sample(id=str(t.relative_to(root)), input=str(t)) for t in targets]
     rows = ctx.map(samples, predict, batch_size=16, key="predict", description="dsire: sizing adapters", roles=())
-    with open(ctx.artifact("predictions.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "predicted_size", "confidence", "regression_size"])
-        for r in rows:
-            w.writerow([r["path"], r["size"], round(r["confidence"], 4), round(r["regression_size"], 3)])
+    if ctx.is_main:
+        with open(ctx.artifact("predictions.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "predicted_size", "confidence", "regression_size"])
+            for r in rows:
+                w.writerow([r["path"], r["size"], round(r["confidence"], 4), round(r["regression_size"], 3)])
     out = {"n_reference": MetricValue(float(len(paths)), len(paths), None, None, "labelled reference adapters"),
            "n_adapters": MetricValue(float(len(rows)), len(rows), None, None, "adapters sized"),
            "leave_in_acc_reference": MetricValue(leave_in_accuracy(feats, sizes, cfg.normalise, cfg.ties),

@@ -121,6 +121,8 @@ def markdown(cfg: Any, rows: list[dict[str, Any]]) -> str:
 
 def write_outputs(cfg: Any, ctx: Any, results: dict[str, Any], metrics: dict[str, MetricValue],
                   diag: dict[str, Any] | None) -> None:
+    if not ctx.is_main:  # under torchrun rank 0 writes the run's files
+        return
     rows = chain_table(cfg, results)
     ctx.artifact("chains.json").write_text(json.dumps(rows, indent=1))
     ctx.artifact("summary.md").write_text(markdown(cfg, rows))

@@ -109,7 +109,8 @@ class Chains:
         self.initial = trainable_state(model)
         self.state = "initial"  # the stage whose trained state the model holds
         self.ckpt_dir = ctx.artifact("checkpoints")
-        self.ckpt_dir.mkdir(exist_ok=True)
+        if ctx.is_main:  # under torchrun rank 0 writes the checkpoints (save_trainable), every rank reads them
+            self.ckpt_dir.mkdir(exist_ok=True)
         self.frozen = None
         if cfg.prefix_cache and cfg.train_layers:
             from solstice.training.params import decoder_layers
@@ -195,7 +196,7 @@ class Chains:
                 "eval_s": round(eval_s, 1), "eval": evals}
 
     def drop(self, key: str | None) -> None:
-        if key is not None:
+        if key is not None and self.ctx.is_main:
             self.ckpt(key).unlink(missing_ok=True)
 
 

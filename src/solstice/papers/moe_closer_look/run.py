@@ -165,9 +165,10 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     E = layers[0].num_experts
     static = ctx.stage("static", lambda: _static(cfg, layers))
     dyn = ctx.stage("dynamic", lambda: _dynamic(cfg, ctx, model, tok, layers))
-    ctx.artifact("model.json").write_text(json.dumps({**meta, "layers": [lay.index for lay in layers],
-                                                      "experts": E, "top_k": layers[0].top_k}, indent=1))
-    _plots(ctx, static, dyn, layers)
+    if ctx.is_main:  # under torchrun rank 0 writes the run's files
+        ctx.artifact("model.json").write_text(json.dumps({**meta, "layers": [lay.index for lay in layers],
+                                                          "experts": E, "top_k": layers[0].top_k}, indent=1))
+        _plots(ctx, static, dyn, layers)
 
     r2 = {p: [r["r2"] for r in rs] for p, rs in static["regression"]["per_layer"].items()}
     long = dyn["long"]
