@@ -76,6 +76,9 @@ class TrainConfig:
     max_length: int = 512
     add_eos: bool = True
     log_every: int = 10
+    # output head and loss in one chunked pass at the target positions only (training/loss.py);
+    # checked once per run against the model's own logits (ConfigError if they differ)
+    fused_loss: bool = False
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs <= 0:
@@ -158,6 +161,12 @@ def train(
     micro = cfg.micro_batch_size or cfg.batch_size
     fkw = forward_kwargs(model)
     side = "left" if "position_ids" in fkw else "right"
+    head = None
+    if cfg.fused_loss:
+        from solstice.training.loss import OutputHead
+
+        head = OutputHead(model)
+        head.check(torch.tensor([rows[0]["input_ids"][:8]], device=device))
     res = TrainResult(steps=0)
     torch.manual_seed(cfg.seed)
     model.train()
@@ -184,7 +193,12 @@ def train(
                     states = prefix.states([r["input_ids"] for r in mb])
                     skip = prefix.skipping(prefix.padded(states, batch["input_ids"].shape[1], side))
                 with skip:
-                    loss = _target_loss(model, batch, max(1, n_target), fkw)
+                    if head is not None:
+                        pos = {"position_ids": batch["position_ids"]} if "position_ids" in fkw else {}
+                        loss = head.loss(batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                         **pos) / max(1, n_target)
+                    else:
+                        loss = _target_loss(model, batch, max(1, n_target), fkw)
                 loss.backward()
                 loss_sum += float(loss.detach())
                 res.tokens += int(batch["attention_mask"].sum())
