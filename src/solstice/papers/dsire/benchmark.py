@@ -95,12 +95,13 @@ class LoraTrainer:
     """Holds the base model with LoRA slots on the top layers and trains one LoRA per job."""
 
     def __init__(self, model: Any, tok: Any, *, r: int, alpha: float, layers: Sequence[int],
-                 targets: Sequence[str], prefix_cache: bool = True) -> None:
+                 targets: Sequence[str], prefix_cache: bool = True, fused_loss: bool = True) -> None:
         from solstice.training.params import add_lora
 
         for p in model.parameters():
             p.requires_grad_(False)
         self.tok = tok
+        self.fused_loss = fused_loss
         self.peft = add_lora(model, r=r, alpha=alpha, dropout=0.0, target_modules=list(targets), layers=layers)
         self.prefix = None
         if prefix_cache:
@@ -140,7 +141,7 @@ class LoraTrainer:
 
         cfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=1.0, max_steps=steps, max_grad_norm=None,
                           schedule="constant", seed=seed, max_length=max(len(c) for c in chunks) + 1,
-                          log_every=0, fused_loss=True)
+                          log_every=0, fused_loss=self.fused_loss)
         t0 = time.perf_counter()
         res = train(self.peft, self.tok, rows, cfg, on_step=on_step, prefix=self.prefix)
         s = res.summary()
