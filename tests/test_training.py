@@ -295,3 +295,16 @@ def test_fused_loss_refuses_a_model_that_transforms_its_logits(tiny):
     with pytest.raises(ConfigError, match="fused loss"):
         train(model, tok, EXS, TrainConfig(lr=0.1, batch_size=4, max_steps=1, fused_loss=True))
     train(model, tok, EXS, TrainConfig(lr=0.1, batch_size=4, max_steps=1))  # the model's own loss still runs
+
+
+def test_fused_loss_equals_the_plain_loss_on_gpt2():
+    from solstice.models.tiny import build_tiny
+
+    model, tok = build_tiny("gpt2")
+    other = copy.deepcopy(model)
+    cfg = dict(lr=0.05, batch_size=4, max_steps=2, optimizer="sgd", max_grad_norm=None)
+    a = train(model, tok, EXS, TrainConfig(**cfg))
+    b = train(other, tok, EXS, TrainConfig(**cfg, fused_loss=True))
+    assert b.losses == pytest.approx(a.losses, abs=1e-5)
+    for x, y in zip(model.parameters(), other.parameters()):
+        assert torch.allclose(x, y, atol=1e-5)
