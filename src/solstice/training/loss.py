@@ -26,12 +26,14 @@ scaling) is refused instead of silently trained on another loss. The training lo
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import Any
 
 from solstice.errors import ConfigError
 
 IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 25  # logits per chunk (128 MB in float32)
+_PASSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> max |Δlogit| of its check
 
 
 def _fn() -> Any:
@@ -52,10 +54,14 @@ def _fn() -> Any:
                 if bias is not None:
                     logits += bias
                 logits = logits.to(acc)  # float32 for half-precision models, as the model path upcasts
-                lse = torch.logsumexp(logits, -1)
-                total += (lse - logits.gather(1, yc[:, None]).squeeze(1)).sum()
+                # log-sum-exp with one exp pass, in place: shift by the row max, exponentiate, sum
+                z = logits.sub_(logits.amax(-1, keepdim=True))
+                picked = z.gather(1, yc[:, None])
+                p = z.exp_()
+                norm = p.sum(-1, keepdim=True)
+                total += (norm.log() - picked).sum()
                 if need_h or need_w or need_b:
-                    p = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+                    p.div_(norm)  # softmax
                     p[torch.arange(len(yc), device=p.device), yc] -= 1.0  # d(sum of losses)/d(logits)
                     if need_b:
                         gb += p.sum(0)
@@ -155,9 +161,13 @@ class OutputHead:
 
     def check(self, input_ids: Any, atol: float = 1e-4) -> float:
         """Largest |logit| difference between the model's forward and the head applied to the
-        decoder's hidden state on `input_ids` [B, T]; raises ConfigError above `atol`."""
+        decoder's hidden state on `input_ids` [B, T]; raises ConfigError above `atol`. A passed
+        check is remembered for this model object (it is about the model's structure), so a loop
+        that trains one model many times checks it once."""
         import torch
 
+        if self.model in _PASSED:
+            return _PASSED[self.model]
         was = self.model.training
         self.model.eval()
         try:
@@ -170,4 +180,5 @@ class OutputHead:
         if not diff <= atol:
             raise ConfigError(f"the model's logits differ from its output head on the last hidden state by "
                               f"{diff:.2g}; it cannot use the fused loss (set fused_loss=False)")
+        _PASSED[self.model] = diff
         return diff
