@@ -65,7 +65,12 @@ def main() -> None:
 
     from solstice.models.loader import load_model
     from solstice.training.loop import StepHook, TrainConfig, train
-    from solstice.training.params import add_lora, layer_indices, load_trainable_state, trainable_state
+    from solstice.training.params import (
+        add_lora,
+        layer_indices,
+        load_trainable_state,
+        trainable_state,
+    )
     from solstice.training.prefix import FrozenPrefix
 
     ap = argparse.ArgumentParser()

@@ -226,10 +226,19 @@ def test_cached_prefix_step_has_the_full_models_loss_and_lora_gradients(tiny_lla
         def before_clip(self, m):
             got.update({n: p.grad.clone() for n, p in m.named_parameters() if p.requires_grad})
 
+    from solstice.training.params import decoder_layers
+
+    calls = []  # the frozen layer never runs in the cached step (so nothing frozen is in its graph)
+    spy = decoder_layers(model)[0].register_forward_hook(lambda *a: calls.append(1))
     before = {n: p.detach().clone() for n, p in pm.named_parameters() if p.requires_grad}
     res = train(pm, tiny_llama.tokenizer, [{"input_ids": c, "labels": c} for c in chunks],
                 TrainConfig(lr=1e-3, batch_size=4, max_steps=1, max_grad_norm=None, fused_loss=True),
                 prefix=fp, hooks=[Grab()])
+    n_check = len(calls)  # the fused loss's one-off logits check runs the whole model once (twice at most)
+    res2 = train(pm, tiny_llama.tokenizer, [{"input_ids": c, "labels": c} for c in chunks],
+                 TrainConfig(lr=1e-3, batch_size=4, epochs=2, max_grad_norm=None, fused_loss=True), prefix=fp)
+    spy.remove()
+    assert n_check <= 2 and len(calls) == n_check and res2.steps == 2  # checked once per model; steps skip layer 0
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if n in before:
