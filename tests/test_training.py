@@ -223,3 +223,88 @@ def test_frozen_prefix_matches_the_full_model_in_training_and_scoring(tiny_llama
     train_layers(slow)  # everything trains: nothing is frozen below layer 1
     with pytest.raises(ConfigError):
         FrozenPrefix(slow, 1)
+
+
+def test_linear_cross_entropy_equals_torch_in_value_and_gradients():
+    from solstice.training.loss import linear_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(11, 6, dtype=torch.float64, generator=g).requires_grad_(True)
+    w = torch.randn(9, 6, dtype=torch.float64, generator=g).requires_grad_(True)
+    b = torch.randn(9, dtype=torch.float64, generator=g).requires_grad_(True)
+    y = torch.randint(0, 9, (11,), generator=g)
+    ref = torch.nn.functional.cross_entropy(h @ w.T + b, y, reduction="sum")
+    want = torch.autograd.grad(3 * ref, (h, w, b))
+    for chunk in (9 * 4, 9 * 100):  # three chunks of <= 4 rows (the last one short), then one chunk
+        got = linear_cross_entropy(h, w, b, y, chunk_elements=chunk)
+        assert float(got.detach()) == pytest.approx(float(ref.detach()), abs=1e-12)
+        for a, r in zip(torch.autograd.grad(3 * got, (h, w, b)), want):
+            assert torch.allclose(a, r, atol=1e-12)
+    frozen = linear_cross_entropy(h, w.detach(), None, y)  # a frozen head without bias: d/dhidden only
+    (gh,) = torch.autograd.grad(frozen, (h,))
+    ref_h = torch.nn.functional.cross_entropy(h @ w.detach().T, y, reduction="sum")
+    assert torch.allclose(gh, torch.autograd.grad(ref_h, (h,))[0], atol=1e-12)
+    with torch.no_grad():
+        assert not linear_cross_entropy(h, w, b, y).requires_grad
+    with pytest.raises(ConfigError):  # ignored positions must be selected away first
+        linear_cross_entropy(h, w, b, torch.full((11,), IGNORE_INDEX))
+
+
+def test_fused_loss_trains_exactly_like_the_models_own_loss(tiny):
+    _, tok = tiny
+    rows = encode_supervised(tok, EXS, max_length=64)  # prompts masked, rows of different lengths
+    grads: dict[str, dict] = {}
+
+    class Grab(StepHook):
+        def __init__(self, key: str) -> None:
+            self.key = key
+
+        def before_clip(self, model):
+            grads[self.key] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    cfg = dict(lr=0.1, batch_size=8, max_steps=1, optimizer="sgd", max_grad_norm=None)
+    plain, _ = fresh(tiny)
+    fused, _ = fresh(tiny)  # everything trains, the untied head too: hidden, weight gradients
+    ref, _ = fresh(tiny)
+    a = train(plain, tok, rows, TrainConfig(**cfg), hooks=[Grab("plain")])
+    b = train(fused, tok, rows, TrainConfig(**cfg, fused_loss=True), hooks=[Grab("fused")])
+    # the model's own loss, one unpadded row at a time, weighted to the step's mean over targets
+    n = sum(sum(1 for x in r["labels"][1:] if x >= 0) for r in rows)
+    ref.train()
+    total = sum(ref(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss
+                * sum(1 for x in r["labels"][1:] if x >= 0) / n for r in rows)
+    total.backward()
+    assert a.losses[0] == pytest.approx(float(total), abs=1e-5)
+    assert b.losses[0] == pytest.approx(float(total), abs=1e-5)
+    assert "lm_head.weight" in grads["fused"]
+    for name, p in ref.named_parameters():
+        assert torch.allclose(grads["fused"][name], p.grad, atol=1e-5), name
+        assert torch.allclose(grads["plain"][name], p.grad, atol=1e-5), name
+    for x, y in zip(plain.parameters(), fused.parameters()):
+        assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_fused_loss_refuses_a_model_that_transforms_its_logits(tiny):
+    model, tok = fresh(tiny)
+
+    def scale(module, args, out):
+        out.logits = out.logits * 0.0625  # as Cohere scales its logits (Gemma-2 soft-caps them)
+        return out
+
+    model.register_forward_hook(scale)
+    with pytest.raises(ConfigError, match="fused loss"):
+        train(model, tok, EXS, TrainConfig(lr=0.1, batch_size=4, max_steps=1, fused_loss=True))
+    train(model, tok, EXS, TrainConfig(lr=0.1, batch_size=4, max_steps=1))  # the model's own loss still runs
+
+
+def test_fused_loss_equals_the_plain_loss_on_gpt2():
+    from solstice.models.tiny import build_tiny
+
+    model, tok = build_tiny("gpt2")
+    other = copy.deepcopy(model)
+    cfg = dict(lr=0.05, batch_size=4, max_steps=2, optimizer="sgd", max_grad_norm=None)
+    a = train(model, tok, EXS, TrainConfig(**cfg))
+    b = train(other, tok, EXS, TrainConfig(**cfg, fused_loss=True))
+    assert b.losses == pytest.approx(a.losses, abs=1e-5)
+    for x, y in zip(model.parameters(), other.parameters()):
+        assert torch.allclose(x, y, atol=1e-5)

@@ -199,6 +199,61 @@ def test_cached_prefix_forward_equals_the_full_models_logits(tiny_llama):
     assert fp.verify(seqs, atol=1e-5) <= 1e-5  # with a non-zero LoRA delta
 
 
+def test_cached_prefix_step_has_the_full_models_loss_and_lora_gradients(tiny_llama):
+    """The benchmark's training step (frozen-prefix cache + fused head/loss) against the ordinary
+    PEFT step `model(input_ids, labels=input_ids)`: the same loss and LoRA gradients."""
+    import copy
+
+    from solstice.training.loop import StepHook, TrainConfig, train
+    from solstice.training.params import add_lora
+    from solstice.training.prefix import FrozenPrefix
+
+    model = copy.deepcopy(tiny_llama.model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    pm = add_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"], layers=[1])
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    chunks = [torch.randint(3, 250, (24,), generator=g).tolist() for _ in range(4)]
+    fp = FrozenPrefix(model, 1)
+    fp.states(chunks)
+    got: dict = {}
+
+    class Grab(StepHook):
+        def before_clip(self, m):
+            got.update({n: p.grad.clone() for n, p in m.named_parameters() if p.requires_grad})
+
+    from solstice.training.params import decoder_layers
+
+    calls = []  # the frozen layer never runs in the cached step (so nothing frozen is in its graph)
+    spy = decoder_layers(model)[0].register_forward_hook(lambda *a: calls.append(1))
+    before = {n: p.detach().clone() for n, p in pm.named_parameters() if p.requires_grad}
+    res = train(pm, tiny_llama.tokenizer, [{"input_ids": c, "labels": c} for c in chunks],
+                TrainConfig(lr=1e-3, batch_size=4, max_steps=1, max_grad_norm=None, fused_loss=True),
+                prefix=fp, hooks=[Grab()])
+    n_check = len(calls)  # the fused loss's one-off logits check runs the whole model once (twice at most)
+    res2 = train(pm, tiny_llama.tokenizer, [{"input_ids": c, "labels": c} for c in chunks],
+                 TrainConfig(lr=1e-3, batch_size=4, epochs=2, max_grad_norm=None, fused_loss=True), prefix=fp)
+    spy.remove()
+    assert n_check <= 2 and len(calls) == n_check and res2.steps == 2  # checked once per model; steps skip layer 0
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if n in before:
+                p.copy_(before[n])
+    pm.train()
+    ids = torch.tensor(chunks)
+    ref = pm(input_ids=ids, labels=ids).loss
+    named = [(n, p) for n, p in pm.named_parameters() if p.requires_grad]
+    assert len(named) == 4 and set(got) == {n for n, _ in named}  # A and B of q and v in layer 1 only
+    assert res.losses[0] == pytest.approx(float(ref.detach()), abs=1e-5)
+    for (n, _), want in zip(named, torch.autograd.grad(ref, [p for _, p in named])):
+        assert float(want.abs().max()) > 0, n
+        assert torch.allclose(got[n], want, atol=1e-5, rtol=1e-4), n
+
+
 def test_benchmark_lora_is_a_loadable_peft_checkpoint_and_reproducible(tiny_llama, tmp_path):
     import copy
 

@@ -1,7 +1,7 @@
 """Shared fine-tuning layer: supervised examples (loss on the target only), a plain training loop
 with step hooks (gradient edits before clipping), a transformers Trainer integration, parameter
 selection (top-k layers, LoRA through peft, trainable-state checkpoints), a frozen-prefix activation
-cache for partial fine-tuning, rank-classification evaluation, and MIGU gradient masking
+cache for partial fine-tuning, the output head and loss fused at the target positions (`loss`), rank-classification evaluation, and MIGU gradient masking
 (`solstice.training.migu`, a step hook for the loop and the Trainer).
 
     from solstice.training import SupervisedExample, TrainConfig, train, rank_classify
@@ -36,6 +36,8 @@ _EXPORTS = {
     "load_trainable": "solstice.training.params",
     "attach_hooks": "solstice.training.hf",
     "FrozenPrefix": "solstice.training.prefix",
+    "linear_cross_entropy": "solstice.training.loss",
+    "OutputHead": "solstice.training.loss",
     "MIGU": "solstice.training.migu",
     "RerankerConfig": "solstice.training.reranker",
     "train_reranker": "solstice.training.reranker",

@@ -82,6 +82,9 @@ class TrainConfig:
     max_length: int = 512
     add_eos: bool = True
     log_every: int = 10
+    # output head and loss in one chunked pass at the target positions only (training/loss.py);
+    # checked once per run against the model's own logits (ConfigError if they differ)
+    fused_loss: bool = False
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs <= 0:
@@ -170,6 +173,16 @@ def train(
     micro = cfg.micro_batch_size or cfg.batch_size
     fkw = forward_kwargs(model)
     side = "left" if "position_ids" in fkw else "right"
+    head = None
+    if cfg.fused_loss and multi:
+        # the fused head runs the model's body directly, and DDP synchronises gradients only through its own
+        # forward: several processes use the model's loss (equal within float rounding, only slower)
+        log.info("fused_loss is not used under %d processes (DDP needs its own forward)", world)
+    elif cfg.fused_loss:
+        from solstice.training.loss import OutputHead
+
+        head = OutputHead(model)
+        head.check(torch.tensor([rows[0]["input_ids"][:8]], device=device))
     res = TrainResult(steps=0)
     torch.manual_seed(cfg.seed)
     net = ddp.wrap(model) if multi else model  # forward/backward through DDP, hooks see `model`
@@ -203,7 +216,12 @@ def train(
                 sync = net.no_sync() if multi and k != starts[-1] else contextlib.nullcontext()
                 with sync:
                     with skip:
-                        loss = _target_loss(net, batch, max(1, n_target), fkw)
+                        if head is not None:
+                            pos = {"position_ids": batch["position_ids"]} if "position_ids" in fkw else {}
+                            loss = head.loss(batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                             **pos) / max(1, n_target)
+                        else:
+                            loss = _target_loss(net, batch, max(1, n_target), fkw)
                     (loss * world if multi else loss).backward()
                 loss_sum += float(loss.detach())
                 tokens += int(batch["attention_mask"].sum())

@@ -4,7 +4,9 @@ One concept = one WikiText-103 article; one sample = one fixed-length token chun
 (concept, size n, replicate) a LoRA (q/v projections of the top decoder layers) is trained with
 the project's training loop for a fixed number of steps on batches drawn with replacement from the
 concept's first n chunks (a seeded per-concept order, so larger sets contain the smaller ones).
-Lower layers are frozen and read once per chunk through the frozen-prefix cache. Checkpoints are
+Lower layers are frozen and read once per chunk through the frozen-prefix cache, and the output head
+and loss run as one chunked pass (`TrainConfig(fused_loss=True)`, checked against the model's own
+logits at the start of every LoRA). Checkpoints are
 ordinary PEFT adapter folders (adapter_config.json + adapter_model.safetensors):
 
     <root>/<concept>/n<n>_r<rep>/step<k>/
@@ -93,12 +95,13 @@ class LoraTrainer:
     """Holds the base model with LoRA slots on the top layers and trains one LoRA per job."""
 
     def __init__(self, model: Any, tok: Any, *, r: int, alpha: float, layers: Sequence[int],
-                 targets: Sequence[str], prefix_cache: bool = True) -> None:
+                 targets: Sequence[str], prefix_cache: bool = True, fused_loss: bool = True) -> None:
         from solstice.training.params import add_lora
 
         for p in model.parameters():
             p.requires_grad_(False)
         self.tok = tok
+        self.fused_loss = fused_loss
         self.peft = add_lora(model, r=r, alpha=alpha, dropout=0.0, target_modules=list(targets), layers=layers)
         self.prefix = None
         if prefix_cache:
@@ -139,7 +142,7 @@ class LoraTrainer:
 
         cfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=1.0, max_steps=steps, max_grad_norm=None,
                           schedule="constant", seed=seed, max_length=max(len(c) for c in chunks) + 1,
-                          log_every=0)
+                          log_every=0, fused_loss=self.fused_loss)
         t0 = time.perf_counter()
         res = train(self.peft, self.tok, rows, cfg, on_step=on_step, prefix=self.prefix)
         s = res.summary()
