@@ -47,11 +47,11 @@ def _decode(model, ids, new: int, cache):
         out = model(input_ids=ids, cache=cache, use_cache=True)
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
         tok = out.logits[:, -1:].argmax(-1)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(new):
             out = model(input_ids=tok, cache=cache, use_cache=True)
             tok = out.logits[:, -1:].argmax(-1)
-        return time.perf_counter() - t0, cache
+        return (time.perf_counter() - t0, time.process_time() - c0), cache
 
 
 def _fill(model, cache, batch: int, n_ctx: int, moa: bool) -> None:
@@ -84,11 +84,11 @@ def _synthetic_decode(model, batch: int, n_ctx: int, new: int, cache, moa: bool,
         tok = out.logits[:, -1:].argmax(-1)
         if profile:
             return _profile_step(model, tok, cache), cache
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(new):
             out = model(input_ids=tok, cache=cache, use_cache=True)
             tok = out.logits[:, -1:].argmax(-1)
-        return time.perf_counter() - t0, cache
+        return (time.perf_counter() - t0, time.process_time() - c0), cache
 
 
 def _profile_step(model, tok, cache) -> dict:
@@ -172,6 +172,7 @@ def bench_decode(args) -> dict:
             g = torch.Generator().manual_seed(n)
             ids = torch.randint(1000, 30000, (batch, n - args.new), generator=g)
             res: dict = {k: [] for k in sides}
+            res_cpu: dict = {k: [] for k in sides}
             kv: dict = {}
 
             def one(side: str, profile: bool = False):
@@ -190,23 +191,33 @@ def bench_decode(args) -> dict:
             for rep in range(args.reps):
                 order = sides[rep % len(sides):] + sides[: rep % len(sides)]
                 for side in order:
-                    secs, cache = one(side)
+                    (secs, cpu), cache = one(side)
                     kv[side] = _kv_bytes(cache)
                     del cache
                     res[side].append(batch * args.new / secs)
-                    print(f"B={batch} N={n} rep={rep} {side}: {res[side][-1]:.2f} tok/s", flush=True)
+                    res_cpu[side].append(batch * args.new / cpu)
+                    print(f"B={batch} N={n} rep={rep} {side}: {res[side][-1]:.2f} tok/s wall, "
+                          f"{res_cpu[side][-1]:.2f} tok per CPU s", flush=True)
             med = {k: _median(v) for k, v in res.items()}
             row = {"batch": batch, "total_tokens": n, "tok_s": res, "tok_s_median": med, "kv_bytes": kv,
+                   "tok_per_cpu_s": res_cpu, "tok_per_cpu_s_median": {k: _median(v) for k, v in res_cpu.items()},
                    "plan_density": plan.kv_density(n)}
+            # ratios: median over reps of the within-rep ratio (both sides timed minutes apart at most)
             for base in ("dense", "static", "floor"):
                 if "moa" in res and base in res:
-                    row[f"moa_over_{base}_median"] = med["moa"] / med[base]
-                    row[f"moa_over_{base}_per_rep"] = [m / d for m, d in zip(res["moa"], res[base])]
+                    per_rep = [m / d for m, d in zip(res["moa"], res[base])]
+                    per_rep_cpu = [m / d for m, d in zip(res_cpu["moa"], res_cpu[base])]
+                    row[f"moa_over_{base}"] = _median(per_rep)
+                    row[f"moa_over_{base}_per_rep"] = per_rep
+                    row[f"moa_over_{base}_cpu"] = _median(per_rep_cpu)
+                    row[f"moa_over_{base}_cpu_per_rep"] = per_rep_cpu
             if "dense" in kv and "moa" in kv:
                 row["kv_ratio"] = kv["moa"] / kv["dense"]
-            if "floor" in med and "dense" in med:
-                # share of the dense step that is attention + cache work (the rest is the floor)
-                row["dense_attention_share"] = 1 - med["dense"] / med["floor"]
+            for base in ("dense", "static"):
+                if "floor" in med and base in med:
+                    # share of the step that is attention + cache work (the rest is the floor), CPU time
+                    cm = row["tok_per_cpu_s_median"]
+                    row[f"{base}_attention_share_cpu"] = 1 - cm[base] / cm["floor"]
             if args.profile and args.synthetic:
                 row["profile_ms"] = {s: one(s, profile=True)[0] for s in sides}
             rows.append(row)
