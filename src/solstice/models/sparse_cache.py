@@ -39,6 +39,7 @@ class PerHeadLayer(CacheLayerMixin):
         super().__init__()
         self.total_length = int(total_length)
         self.n_rep = n_rep
+        self.num_kv_heads = len(alphas)
         spans = [span(a, b, self.total_length) for a, b in zip(alphas, betas)]
         by_size: dict[int, list[int]] = {}
         for g, s in enumerate(spans):
@@ -49,12 +50,19 @@ class PerHeadLayer(CacheLayerMixin):
         self.pending: Any = None
         self.k: list[Any] = []
         self.v: list[Any] = []
-        self.valid: list[Any] = []
         self.count: Any = None
+        self._index: list[Any] = []
 
     def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
         self.device = key_states.device
         self.is_initialized = True
+        # KV heads of each group: a slice when contiguous (a view, no gather), else an index tensor
+        self._index = []
+        for heads, *_ in self.groups:
+            if heads == list(range(heads[0], heads[-1] + 1)):
+                self._index.append(slice(heads[0], heads[-1] + 1))
+            else:
+                self._index.append(torch.tensor(heads, device=key_states.device))
 
     def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         if not self.is_initialized:
@@ -69,59 +77,72 @@ class PerHeadLayer(CacheLayerMixin):
 
     # -- prefill: keep the sink and the last `local` real tokens of every row ----------------
     def absorb(self, key: Any, value: Any, real: Any) -> None:
+        """Compress a prefill's keys/values [b, Hkv, n, d] (`real` [b, n] marks real tokens)."""
+        if not self.is_initialized:
+            self.lazy_initialization(key, value)
         b, _, _, d = key.shape
         self.count = real.sum(-1).to(torch.long)
-        self.k, self.v, self.valid = [], [], []
-        for heads, s, sink, local in self.groups:
-            kb = key.new_zeros(b, len(heads), s, d)
-            vb = value.new_zeros(b, len(heads), s, d)
-            ok = torch.zeros(b, s, dtype=torch.bool, device=key.device)
+        self.k, self.v = [], []
+        for (_heads, s, sink, local), hidx in zip(self.groups, self._index):
+            kb = key.new_zeros(b, len(_heads), s, d)
+            vb = value.new_zeros(b, len(_heads), s, d)
+            kg, vg = key[:, hidx], value[:, hidx]
             for r in range(b):
                 idx = real[r].nonzero()[:, 0]
                 n = len(idx)
                 ns = min(sink, n)
-                kb[r, :, :ns] = key[r, heads][:, idx[:ns]]
-                vb[r, :, :ns] = value[r, heads][:, idx[:ns]]
-                ok[r, :ns] = True
+                kb[r, :, :ns] = kg[r][:, idx[:ns]]
+                vb[r, :, :ns] = vg[r][:, idx[:ns]]
                 if local > 0 and n > sink:
                     t = torch.arange(max(sink, n - local), n, device=key.device)
                     slots = sink + (t - sink) % local
-                    kb[r, :, slots] = key[r, heads][:, idx[t]]
-                    vb[r, :, slots] = value[r, heads][:, idx[t]]
-                    ok[r, slots] = True
+                    kb[r, :, slots] = kg[r][:, idx[t]]
+                    vb[r, :, slots] = vg[r][:, idx[t]]
             self.k.append(kb)
             self.v.append(vb)
-            self.valid.append(ok)
         self.prefilled = True
 
     def _write(self, key: Any, value: Any) -> None:
-        for gi, (heads, _s, sink, local) in enumerate(self.groups):
-            for r in range(key.shape[0]):
-                t = int(self.count[r])
-                if t < sink:
-                    slot = t
-                elif local > 0:
-                    slot = sink + (t - sink) % local
-                else:
-                    continue  # no band: the rule keeps only the sink
-                self.k[gi][r, :, slot] = key[r, heads, 0]
-                self.v[gi][r, :, slot] = value[r, heads, 0]
-                self.valid[gi][r, slot] = True
-        self.count = self.count + 1
+        """Write one decode token per row, all rows at once: the token of rank t goes to slot t
+        while t < sink, else to sink + (t − sink) mod local (nowhere when the rule has no band)."""
+        t = self.count
+        rows = torch.arange(key.shape[0], device=key.device)
+        for gi, ((_heads, _s, sink, local), hidx) in enumerate(zip(self.groups, self._index)):
+            if local > 0:
+                slot, r = torch.where(t < sink, t, sink + (t - sink) % local), rows
+            else:
+                keep = t < sink
+                slot, r = t[keep], rows[keep]
+            self.k[gi][r, :, slot] = key[r, hidx, 0] if isinstance(hidx, slice) else key[r][:, hidx, 0]
+            self.v[gi][r, :, slot] = value[r, hidx, 0] if isinstance(hidx, slice) else value[r][:, hidx, 0]
+        self.count = t + 1
 
     def decode_attention(self, query: Any, scaling: float | None) -> Any:
-        """One query token [b, H, 1, d] against the per-head buffers → [b, 1, H, d]."""
+        """One query token [b, H, 1, d] against the per-head buffers → [b, 1, H, d].
+
+        The n_rep query heads of a KV head are packed as n_rep queries of that head ([b, Hkv, n_rep,
+        d]), so SDPA reads each buffer once, in place (no repeat of keys, no gather); one SDPA call
+        per group of equal spans (≤ 2 per layer under the MILP's rule limit). Slots [0, min(count,
+        S)) are filled (tokens fill slots in rank order); once every row has filled its buffer no
+        mask is passed at all.
+        """
         F = torch.nn.functional
-        out = torch.empty_like(query)
-        for gi, (heads, _s, _sink, _local) in enumerate(self.groups):
-            qidx = torch.tensor([g * self.n_rep + j for g in heads for j in range(self.n_rep)], device=query.device)
-            kg, vg = self.k[gi], self.v[gi]
-            if self.n_rep > 1:
-                kg = kg.repeat_interleave(self.n_rep, dim=1)
-                vg = vg.repeat_interleave(self.n_rep, dim=1)
-            mask = self.valid[gi][:, None, None, :]
-            out[:, qidx] = F.scaled_dot_product_attention(query[:, qidx], kg, vg, attn_mask=mask, scale=scaling)
-        return out.transpose(1, 2).contiguous()
+        b, h, _, d = query.shape
+        q = query.reshape(b, self.num_kv_heads, self.n_rep, d)
+        outs = []
+        for gi, ((_heads, s, _sink, _local), hidx) in enumerate(zip(self.groups, self._index)):
+            mask = None
+            if int(self.count.min()) < s:
+                mask = (torch.arange(s, device=query.device)[None, :] < self.count[:, None])[:, None, None, :]
+            outs.append(F.scaled_dot_product_attention(q[:, hidx], self.k[gi], self.v[gi], attn_mask=mask,
+                                                       scale=scaling))
+        if len(outs) == 1:
+            out = outs[0]
+        else:
+            out = q.new_empty(q.shape)
+            for o, hidx in zip(outs, self._index):
+                out[:, hidx] = o
+        return out.reshape(b, 1, h, d)
 
     # -- Cache bookkeeping --------------------------------------------------------------------
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
@@ -135,7 +156,7 @@ class PerHeadLayer(CacheLayerMixin):
 
     def reset(self) -> None:
         self.seen, self.prefilled, self.pending, self.count = 0, False, None, None
-        self.k, self.v, self.valid = [], [], []
+        self.k, self.v = [], []
 
     def reorder_cache(self, beam_idx: Any) -> None:
         raise BackendError("PerHeadCache does not support beam search")
