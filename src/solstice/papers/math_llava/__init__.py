@@ -70,10 +70,12 @@ PAPER = PaperSpec(
                               "pipeline on 100 procedural figures",
                               {"images": "text_only", "questions": 6, "max_new_tokens": 32, "random_runs": 20,
                                "pipeline_figures": 100, "select_images": 40}, minutes=1),
-        "small": Reproduction("scorer checks + blind (text-only) SmolLM2 on 100 evenly spaced problems, 64 tokens "
-                              "(cut from the spec's 1,000 to fit the shared 2-core machine) + the pipeline on 500 "
-                              "procedural figures + SmolLM2 running the four operators on 5 figure descriptions",
-                              {"images": "text_only", "questions": 100, "max_new_tokens": 64,
+        "small": Reproduction("the spec's small-scale plan: scorer checks + blind (text-only) SmolLM2 on all 1,000 "
+                              "testmini queries, greedy, 32 new tokens (every answer is a letter, an integer, a float "
+                              "of <= 2 decimals or a short list, asked for 'at the end'; the `truncated` metric counts "
+                              "responses cut there) + the pipeline on 500 procedural figures + SmolLM2 running the "
+                              "four operators on 5 figure descriptions",
+                              {"images": "text_only", "questions": 1000, "max_new_tokens": 32,
                                "model_synthesis_figures": 5}, minutes=30),
         "full": Reproduction("all 1,000 testmini problems with their figures (vision model + image_dir)",
                              {"images": "attach"}, minutes=120),

@@ -84,14 +84,26 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
 
     def respond(batch: list[Sample]) -> list[dict[str, Any]]:
         prompts = [[user_message(mv.build_query(s.input), [root / s.input.image] if root else [])] for s in batch]
-        return [{"response": o[0].text} for o in model.generate(prompts, params)]
+        return [{"response": o[0].text, "n_tokens": o[0].n_tokens, "finish_reason": o[0].finish_reason}
+                for o in model.generate(prompts, params)]
 
-    rows = ctx.map([Sample(p.pid, p) for p in chosen], respond, batch_size=cfg.batch_size, key="responses")
+    # A batch decodes until its longest response ends, so the map is fed in an order that keeps
+    # like with like: multiple-choice items (answered with a letter) apart from free-form ones, and
+    # prompts of similar length together (less padding). Records are keyed by pid, so resuming and
+    # sharding are unaffected; the rows are put back in pid order below.
+    order = sorted(chosen, key=lambda p: (p.question_type, len(mv.build_query(p)), int(p.pid) if p.pid.isdigit() else 0))
+    got = ctx.map([Sample(p.pid, p) for p in order], respond, batch_size=cfg.batch_size, key="responses",
+                  roles=("target",))
+    by_pid = {p.pid: r for p, r in zip(order, got, strict=True)}
+    rows = [by_pid[p.pid] for p in chosen]
     scored = mv.score_responses([r["response"] for r in rows], chosen)
     metrics["acc"] = _rate([r["correct"] for r in scored], f"{note}; official (lenient) scoring")
     metrics["acc_strict"] = _rate([r["correct_strict"] for r in scored], f"{note}; unparsed MC answers wrong")
     metrics["unparsed"] = MetricValue(float(sum(not r["parsed"] for r in scored)), len(scored), None, False,
                                       "responses with no extractable answer")
+    if all("finish_reason" in r for r in rows):
+        metrics["truncated"] = MetricValue(float(sum(r["finish_reason"] == "length" for r in rows)), len(rows), None,
+                                           False, f"responses cut at max_new_tokens={cfg.max_new_tokens}")
     tables = {}
     for key in mv.BREAKDOWNS:
         tables[key] = mv.breakdown(scored, chosen, key)
