@@ -39,7 +39,9 @@ PAPER = PaperSpec(
     run="solstice.papers.math_llava.run:run",
     roles={"target": Role(default="default", requires=frozenset({"generate"}),
                           requires_for=lambda cfg: frozenset({"vision"} if cfg.images == "attach" else ()),
-                          description="the model evaluated on MathVista (a vision-language model for real scores)")},
+                          description="the model evaluated on MathVista (a vision-language model for real scores)"),
+           "extractor": Role(default="", description="optional: the LLM answer extractor (the official demo prompt; "
+                             "the official one is GPT-3.5), asked only where the rule cascade fails")},
     claims=(
         Claim("oracle", "the scorer gives the gold answers 100% (every gold answer survives its normalisation)",
               "scorer check", metric="oracle_acc", paper_value=1.0, tolerance=0, kind=H),

@@ -1,7 +1,8 @@
 """MathVista testmini for any model, and the scorer's model-independent checks.
 
 Stages: `responses` (one zero-shot response per problem, resumable through ctx.map; the figure
-attached for a vision model, dropped for the blind baseline), then scoring (lenient = official, strict
+attached for a vision model, dropped for the blind baseline), `extractions` (only with the optional
+`extractor` role: the official LLM extraction on the responses the rule cascade cannot parse), then scoring (lenient = official, strict
 = unparsed MC answers wrong), breakdowns by every metadata field (artifact `breakdowns.json`) and the
 reference baselines computed on all 1,000 items (oracle, analytic random, seeded random runs, first
 option + 2).
@@ -67,6 +68,22 @@ def reference_checks(problems: list[mv.Problem], runs: int) -> dict[str, MetricV
     return out
 
 
+def extract_with_model(ctx, cfg: Config, problems: list[mv.Problem], responses: list[str]) -> dict[str, str]:
+    """pid -> the extractor model's reply, for the responses the rule cascade cannot parse only.
+    Resumable (ctx.map); with `--cache` the calls are cached on the extractor's fingerprint and the
+    exact request, so a re-run with the same extractor asks nothing and another extractor misses."""
+    model = ctx.model("extractor")
+    params = GenParams(max_new_tokens=cfg.extractor_max_new_tokens, temperature=0.0)
+
+    def ask(batch: list[Sample]) -> list[dict[str, Any]]:
+        prompts = [[user_message(mv.extractor_request(s.input[1], s.input[0]))] for s in batch]
+        return [{"llm_extraction": o[0].text} for o in model.generate(prompts, params)]
+
+    todo = [Sample(problems[i].pid, (problems[i], responses[i])) for i in mv.cascade_failures(responses, problems)]
+    got = ctx.map(todo, ask, batch_size=cfg.batch_size, key="extractions", roles=("target", "extractor"))
+    return {s.id: r["llm_extraction"] for s, r in zip(todo, got, strict=True)}
+
+
 def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     problems = mv.load_testmini(ctx.dataset(TESTMINI))
     metrics = reference_checks(problems, cfg.random_runs)
@@ -96,11 +113,19 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
                   roles=("target",))
     by_pid = {p.pid: r for p, r in zip(order, got, strict=True)}
     rows = [by_pid[p.pid] for p in chosen]
-    scored = mv.score_responses([r["response"] for r in rows], chosen)
+    responses = [r["response"] for r in rows]
+    llm = extract_with_model(ctx, cfg, chosen, responses) if ctx.has_model("extractor") else None
+    scored = mv.score_responses(responses, chosen, llm)
     metrics["acc"] = _rate([r["correct"] for r in scored], f"{note}; official (lenient) scoring")
     metrics["acc_strict"] = _rate([r["correct_strict"] for r in scored], f"{note}; unparsed MC answers wrong")
     metrics["unparsed"] = MetricValue(float(sum(not r["parsed"] for r in scored)), len(scored), None, False,
                                       "responses with no extractable answer")
+    failures = len(mv.cascade_failures(responses, chosen))
+    decided = sum(r["extracted_by"] == "llm" for r in scored)
+    metrics["llm_extracted"] = MetricValue(
+        float(decided), len(scored), None, None,
+        f"items the LLM extractor decided, of {failures} the rule cascade could not parse" if llm is not None
+        else f"no LLM extractor (--model extractor=SPEC asks one on the {failures} rule-cascade failures)")
     if all("finish_reason" in r for r in rows):
         metrics["truncated"] = MetricValue(float(sum(r["finish_reason"] == "length" for r in rows)), len(rows), None,
                                            False, f"responses cut at max_new_tokens={cfg.max_new_tokens}")
