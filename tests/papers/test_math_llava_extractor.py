@@ -131,3 +131,18 @@ def test_without_an_extractor_none_is_loaded_and_failures_are_counted(tmp_path):
     assert not _rows(run, "extractions")
     assert run.metrics["llm_extracted"].value == 0 and run.metrics["unparsed"].value > 0
     assert f"the {int(run.metrics['unparsed'].value)} rule-cascade failures" in run.metrics["llm_extracted"].note
+
+
+@needs_data
+def test_rescore_with_an_extractor_reuses_the_responses(tmp_path):
+    from solstice.core.rescore import rescore
+    from solstice.core.runner import run_paper
+
+    target = "fake:choice=The answer is (C).|I do not know|3"
+    first = run_paper("math_llava", out=tmp_path / "runs", sets=SETS, models=[f"target={target}"])
+    generated = load_model(target).calls
+    again = rescore(first.path, ["extractor=fake:const=A"], out=tmp_path / "re")
+    assert load_model(target).calls == generated  # the responses were reused, never regenerated
+    assert _rows(again, "responses") == _rows(first, "responses")
+    assert len(_rows(again, "extractions")) == first.metrics["unparsed"].value > 0
+    assert again.metrics["llm_extracted"].value == first.metrics["unparsed"].value and again.metrics["unparsed"].value == 0
