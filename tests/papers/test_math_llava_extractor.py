@@ -139,10 +139,13 @@ def test_rescore_with_an_extractor_reuses_the_responses(tmp_path):
     from solstice.core.runner import run_paper
 
     target = "fake:choice=The answer is (C).|I do not know|3"
-    first = run_paper("math_llava", out=tmp_path / "runs", sets=SETS, models=[f"target={target}"])
+    first = run_paper("math_llava", out=tmp_path / "runs", sets=[*SETS, "model_synthesis_figures=2"],
+                      models=[f"target={target}"])
     generated = load_model(target).calls
+    assert generated > 24 and "model_synth_pairs" in first.metrics  # responses + the four operators
     again = rescore(first.path, ["extractor=fake:const=A"], out=tmp_path / "re")
-    assert load_model(target).calls == generated  # the responses were reused, never regenerated
+    assert load_model(target).calls == generated  # responses and synthesis reused, never regenerated
+    assert again.metrics["model_synth_pairs"].to_json() == first.metrics["model_synth_pairs"].to_json()
     assert _rows(again, "responses") == _rows(first, "responses")
     assert len(_rows(again, "extractions")) == first.metrics["unparsed"].value > 0
     assert again.metrics["llm_extracted"].value == first.metrics["unparsed"].value and again.metrics["unparsed"].value == 0

@@ -138,7 +138,7 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
             metrics[f"acc_{abbr}"] = _rate(flags, f"{note}; task {abbr}")
     ctx.artifact("breakdowns.json").write_text(json.dumps(tables, indent=1))
     if cfg.pipeline_figures:
-        from solstice.papers.math_llava.pipeline import model_synthesis, run_pipeline
+        from solstice.papers.math_llava.pipeline import run_pipeline
 
         pm, data, info, chosen = run_pipeline(cfg.pipeline_figures, ctx.seed, select=min(cfg.select_images, cfg.pipeline_figures),
                                       banned=[p.question for p in problems])
@@ -149,9 +149,16 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         ctx.artifact("pipeline.json").write_text(json.dumps(info, indent=1, default=float))
     if cfg.model_synthesis_figures:
         from solstice.models import CAP_VISION
+        from solstice.papers.math_llava.pipeline import model_synthesis
 
-        mm, mdata = model_synthesis(model, cfg.model_synthesis_figures, ctx.seed, vision=CAP_VISION in model.capabilities)
-        metrics.update(mm)
+        def synthesise() -> dict[str, Any]:  # a stage: a resumed or rescored run does not ask the model again
+            mm, mdata = model_synthesis(model, cfg.model_synthesis_figures, ctx.seed,
+                                        vision=CAP_VISION in model.capabilities)
+            return {"metrics": {k: v.to_json() for k, v in mm.items()}, "data": mdata}
+
+        got = ctx.stage("model_synthesis", synthesise, roles=("target",))
+        metrics.update({k: MetricValue.from_json(v) for k, v in got["metrics"].items()})
+        mdata = got["data"]
         ctx.artifact("model_synthetic.json").write_text(json.dumps(mdata, indent=1))
     ctx.artifact("scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in scored))
     return metrics
