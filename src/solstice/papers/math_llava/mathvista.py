@@ -212,18 +212,34 @@ def score_responses(responses: Sequence[str], problems: Sequence[Problem],
     return rows
 
 
+def _values(p: Problem, key: str) -> list[str]:
+    v = getattr(p, key, None) if key in ("question_type", "answer_type") else p.metadata.get(key)
+    return [str(x) for x in (v if isinstance(v, list) else [v])]
+
+
 def breakdown(rows: Sequence[dict[str, Any]], problems: Sequence[Problem], key: str,
               flag: str = "correct") -> dict[str, tuple[int, int]]:
     """value -> (correct, total) for a field of the problem or its metadata; `skills` is
     multi-label (an item counts under each of its skills)."""
     out: dict[str, list[int]] = {}
     for row, p in zip(rows, problems, strict=True):
-        v = getattr(p, key, None) if key in ("question_type", "answer_type") else p.metadata.get(key)
-        for val in (v if isinstance(v, list) else [v]):
-            c = out.setdefault(str(val), [0, 0])
+        for val in _values(p, key):
+            c = out.setdefault(val, [0, 0])
             c[0] += bool(row[flag])
             c[1] += 1
     return {k: (v[0], v[1]) for k, v in sorted(out.items())}
+
+
+def breakdown_flags(rows: Sequence[dict[str, Any]], problems: Sequence[Problem],
+                    flag: str = "correct") -> dict[str, dict[str, list[bool]]]:
+    """key -> value -> the per-item flags of the items with that value (for CIs), for every
+    key of BREAKDOWNS; counts agree with `breakdown`."""
+    out: dict[str, dict[str, list[bool]]] = {k: {} for k in BREAKDOWNS}
+    for row, p in zip(rows, problems, strict=True):
+        for key in BREAKDOWNS:
+            for val in _values(p, key):
+                out[key].setdefault(val, []).append(bool(row[flag]))
+    return {k: dict(sorted(v.items())) for k, v in out.items()}
 
 
 # -- reference baselines ------------------------------------------------------------------------

@@ -118,8 +118,9 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     scored = mv.score_responses(responses, chosen, llm)
     metrics["acc"] = _rate([r["correct"] for r in scored], f"{note}; official (lenient) scoring")
     metrics["acc_strict"] = _rate([r["correct_strict"] for r in scored], f"{note}; unparsed MC answers wrong")
-    metrics["unparsed"] = MetricValue(float(sum(not r["parsed"] for r in scored)), len(scored), None, False,
-                                      "responses with no extractable answer")
+    n_unparsed = sum(not r["parsed"] for r in scored)
+    metrics["unparsed"] = MetricValue(n_unparsed / len(scored), len(scored), None, False,
+                                      f"share of responses with no extractable answer: {n_unparsed} of {len(scored)}")
     failures = len(mv.cascade_failures(responses, chosen))
     decided = sum(r["extracted_by"] == "llm" for r in scored)
     metrics["llm_extracted"] = MetricValue(
@@ -132,6 +133,10 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     tables = {}
     for key in mv.BREAKDOWNS:
         tables[key] = mv.breakdown(scored, chosen, key)
+    for key, values in mv.breakdown_flags(scored, chosen).items():  # every breakdown, with its CI
+        if key != "task":  # the tasks are the acc_FQA ... metrics below
+            for value, flags in values.items():
+                metrics[f"acc[{key}={value}]"] = _rate(flags, f"{note}; {key} = {value}")
     for task, abbr in mv.TASK_ABBR.items():
         flags = [r["correct"] for r, p in zip(scored, chosen) if p.metadata.get("task") == task]
         if flags:
