@@ -3,10 +3,11 @@
 
 Implemented: the MathVista testmini evaluation for any model (a vision endpoint, an hf
 vision-language model, or a blind text-only model): the official zero-shot query, a deterministic
-extraction cascade, the official normalisation with a strict variant, accuracy with CIs and every
-breakdown, and the scorer's reference baselines; the MathV360K construction (image selection with
-clarity/complexity proxies, the four synthesis operators with validators, LLaVA JSON) on procedural
-figures. Not implemented: the SFT path (see README).
+extraction cascade with the official LLM extractor optional (role `extractor`), the official
+normalisation with a strict variant, accuracy with CIs and every breakdown, and the scorer's reference
+baselines; the MathV360K construction (image selection with clarity/complexity proxies, the four
+synthesis operators with validators, LLaVA JSON) on procedural figures; a TRL SFT script (train.py).
+Not implemented: MathV360K itself, GPT-4V synthesis, 13B training (see README).
 """
 
 from __future__ import annotations
