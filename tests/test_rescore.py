@@ -70,3 +70,16 @@ def test_rescore_cli_refuses_bad_input_in_one_line(tmp_path):
                          "--out", str(tmp_path / "re")], capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     assert os.path.isdir(ok.stdout.strip().splitlines()[-1])
+
+
+def test_rescore_sets_a_role_the_old_run_predates(tmp_path, judged_env):
+    from solstice.core.rescore import rescore
+    from solstice.core.runner import run_paper
+
+    first = run_paper("toy_judged", out=tmp_path / "runs", sets=[f"calls_log={tmp_path / 'calls.txt'}"])
+    meta = json.loads((first.path / "run.json").read_text())
+    del meta["model_specs"]["judge"]  # a run recorded before the paper gained this role
+    (first.path / "run.json").write_text(json.dumps(meta))
+    other = rescore(first.path, ["judge=fake:const=no"], out=tmp_path / "re")
+    lineage = json.loads((other.path / "run.json").read_text())["lineage"]["rescored_from"]
+    assert other.status == "completed" and lineage["old_models"] == {"judge": ""}

@@ -64,6 +64,10 @@ def test_breakdowns_sum_to_totals_and_skills_are_multilabel(problems):
         else:
             assert sum(t for _, t in table.values()) == 1000
             assert sum(c for c, _ in table.values()) == total
+    flags = mv.breakdown_flags(rows, problems)  # the per-item flags behind the breakdown metrics' CIs
+    assert set(flags) == set(mv.BREAKDOWNS)
+    for key in mv.BREAKDOWNS:
+        assert {v: (sum(f), len(f)) for v, f in flags[key].items()} == mv.breakdown(rows, problems, key)
 
 
 @needs_data

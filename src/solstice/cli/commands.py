@@ -54,7 +54,7 @@ def show_cmd(paper: str) -> None:
     if p.summary:
         click.echo(p.summary)
     _echo_table(["role", "default", "needs", "backends", "what"],
-                [[r, x.default, ",".join(sorted(x.requires)), backends_for(x.requires), x.description] for r, x in p.roles.items()],
+                [[r, x.default or "(optional)", ",".join(sorted(x.requires)), backends_for(x.requires), x.description] for r, x in p.roles.items()],
                 "Model roles (--model role=spec)")
     wb = any("whitebox" in x.requires for x in p.roles.values())
     click.echo("White-box access: " + ("needed (hidden states / weights): hf, default or tiny models only" if wb else

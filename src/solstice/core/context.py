@@ -37,6 +37,7 @@ from solstice.core.progress import track
 from solstice.core.records import RunRecord, atomic_write_json
 from solstice.core.types import Sample
 from solstice.data.sources import DataSource, dataset_info, resolve
+from solstice.errors import ConfigError
 from solstice.models.base import Model
 
 log = logging.getLogger("solstice")
@@ -92,9 +93,15 @@ class RunContext:
         return p
 
     # -- models ------------------------------------------------------------------------------
+    def has_model(self, role: str) -> bool:
+        """Whether `role` has a model (false for an optional role left unset)."""
+        return bool(self.model_specs.get(role))
+
     def model(self, role: str = "target") -> Model:
         if role not in self.model_specs:
             raise KeyError(f"no model role '{role}' (roles: {', '.join(self.model_specs)})")
+        if not self.model_specs[role]:
+            raise ConfigError(f"the optional model role '{role}' is not set; pass --model {role}=SPEC")
         if role not in self._models:
             from solstice.models.loader import load_model
 

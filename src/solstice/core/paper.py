@@ -35,7 +35,10 @@ HARNESS_STATUSES = (PASS, FAIL, FAILED, NOT_RUN)
 
 @dataclass(frozen=True)
 class Role:
-    """A model role (target, judge, mutator, ...): its default spec and needed capabilities."""
+    """A model role (target, judge, mutator, ...): its default spec and needed capabilities.
+
+    An empty `default` makes the role optional: it has no model unless `--model role=spec` names
+    it (a bare `--model spec` sets only the other roles); the paper asks `ctx.has_model(role)`."""
 
     default: str = "default"
     requires: frozenset[str] = frozenset({"generate"})

@@ -91,7 +91,7 @@ def prepare_rescore(run_dir: str | Path, models: Sequence[str], out: str | Path 
         timings={},
         lineage={"rescored_from": {
             "run_id": old.get("run_id"), "path": str(src.path), "changed_roles": sorted(changed),
-            "old_models": {r: old_specs[r] for r in sorted(changed)},
+            "old_models": {r: old_specs.get(r, "") for r in sorted(changed)},  # "": a role the run predates
             "records_kept": kept, "records_recomputed": dropped, "stages_kept": stages_kept,
         }},
     )

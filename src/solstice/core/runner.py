@@ -62,8 +62,11 @@ def resolve_models(paper: PaperSpec, scale_models: dict[str, str], given: Sequen
             raise ConfigError(f"paper '{paper.id}' has no model role '{role}'; roles: {', '.join(models)}")
         else:
             for r in models:
-                models[r] = item
+                if paper.roles[r].default:  # an optional role is set by name only
+                    models[r] = item
     for role, spec in models.items():
+        if not spec:  # an optional role left unset
+            continue
         caps = static_capabilities(parse_spec(spec))
         r = paper.roles[role]
         needs = r.requires | (r.requires_for(cfg) if r.requires_for is not None and cfg is not None else frozenset())
@@ -172,7 +175,8 @@ def _run_paper(
         raise ConfigError(f"{paper_id} runs model-written code; pass --allow-code-exec to allow it (it runs sandboxed)")
     # cheap checks before any directory is created
     for spec in dict.fromkeys(model_specs.values()):
-        preflight(spec)
+        if spec:  # an unset optional role has no model
+            preflight(spec)
     for src in paper.datasets(cfg) if paper.datasets else []:
         resolve(src)
 

@@ -68,7 +68,7 @@ class RunSummary:
 
     @property
     def models(self) -> str:
-        specs = self.run.get("model_specs", {})
+        specs = {r: s for r, s in self.run.get("model_specs", {}).items() if s}  # unset optional roles: none
         uniq = dict.fromkeys(specs.values())
         if len(uniq) == 1:
             return next(iter(uniq))

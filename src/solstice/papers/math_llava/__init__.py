@@ -3,10 +3,11 @@
 
 Implemented: the MathVista testmini evaluation for any model (a vision endpoint, an hf
 vision-language model, or a blind text-only model): the official zero-shot query, a deterministic
-extraction cascade, the official normalisation with a strict variant, accuracy with CIs and every
-breakdown, and the scorer's reference baselines; the MathV360K construction (image selection with
-clarity/complexity proxies, the four synthesis operators with validators, LLaVA JSON) on procedural
-figures. Not implemented: the SFT path (see README).
+extraction cascade with the official LLM extractor optional (role `extractor`), the official
+normalisation with a strict variant, accuracy with CIs and every breakdown, and the scorer's reference
+baselines; the MathV360K construction (image selection with clarity/complexity proxies, the four
+synthesis operators with validators, LLaVA JSON) on procedural figures; a TRL SFT script (train.py).
+Not implemented: MathV360K itself, GPT-4V synthesis, 13B training (see README).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ PAPER = PaperSpec(
     run="solstice.papers.math_llava.run:run",
     roles={"target": Role(default="default", requires=frozenset({"generate"}),
                           requires_for=lambda cfg: frozenset({"vision"} if cfg.images == "attach" else ()),
-                          description="the model evaluated on MathVista (a vision-language model for real scores)")},
+                          description="the model evaluated on MathVista (a vision-language model for real scores)"),
+           "extractor": Role(default="", description="optional: the LLM answer extractor (the official demo prompt; "
+                             "the official one is GPT-3.5), asked only where the rule cascade fails")},
     claims=(
         Claim("oracle", "the scorer gives the gold answers 100% (every gold answer survives its normalisation)",
               "scorer check", metric="oracle_acc", paper_value=1.0, tolerance=0, kind=H),
@@ -70,10 +73,12 @@ PAPER = PaperSpec(
                               "pipeline on 100 procedural figures",
                               {"images": "text_only", "questions": 6, "max_new_tokens": 32, "random_runs": 20,
                                "pipeline_figures": 100, "select_images": 40}, minutes=1),
-        "small": Reproduction("scorer checks + blind (text-only) SmolLM2 on 100 evenly spaced problems, 64 tokens "
-                              "(cut from the spec's 1,000 to fit the shared 2-core machine) + the pipeline on 500 "
-                              "procedural figures + SmolLM2 running the four operators on 5 figure descriptions",
-                              {"images": "text_only", "questions": 100, "max_new_tokens": 64,
+        "small": Reproduction("the spec's small-scale plan: scorer checks + blind (text-only) SmolLM2 on all 1,000 "
+                              "testmini queries, greedy, 32 new tokens (every answer is a letter, an integer, a float "
+                              "of <= 2 decimals or a short list, asked for 'at the end'; the `truncated` metric counts "
+                              "responses cut there) + the pipeline on 500 procedural figures + SmolLM2 running the "
+                              "four operators on 5 figure descriptions",
+                              {"images": "text_only", "questions": 1000, "max_new_tokens": 32,
                                "model_synthesis_figures": 5}, minutes=30),
         "full": Reproduction("all 1,000 testmini problems with their figures (vision model + image_dir)",
                              {"images": "attach"}, minutes=120),

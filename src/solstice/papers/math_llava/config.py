@@ -26,4 +26,6 @@ class Config(BaseConfig):
                                "a quarter per source at most) and turns into LLaVA JSON")
     model_synthesis_figures: int = Field(0, ge=0, description="figures on which the target model runs the four "
                                          "synthesis operators (image if it sees images, else a text rendering)")
+    extractor_max_new_tokens: int = Field(32, ge=1, description="tokens of the optional LLM extractor's reply (an "
+                                          "extracted answer: a letter, a number or a short list)")
     batch_size: int = Field(8, ge=1, description="prompts per model call (one resumable batch)")

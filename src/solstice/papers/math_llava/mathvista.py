@@ -4,7 +4,8 @@ Query (official `build_query.py`, zero-shot, solution style): "Question: {q}" (+
 "Choices:" with "(A) ..." lines when there are choices, the type hint, then "Solution:" — joined by
 newlines (the trailing space of "Solution: " is stripped with the whole query, as the script does).
 
-Extraction (deterministic; the official script falls back to a paid LLM extractor): empty -> "";
+Extraction (deterministic first; the official script falls back to a paid LLM extractor, here any
+model of the model layer in the optional `extractor` role, asked only where the cascade fails): empty -> "";
 a multiple-choice response equal to a choice -> it; an integer / float response that parses -> it;
 'The answer is "X".' -> X; then our rule cascade: MC — the last "(X)" letter, else "answer is X" /
 "answer: X", else a standalone option letter at the end; free-form — the last bracketed list (list
@@ -172,16 +173,48 @@ def is_correct(prediction: str | None, p: Problem) -> bool:
     return prediction is not None and prediction == p.answer
 
 
-def score_responses(responses: Sequence[str], problems: Sequence[Problem]) -> list[dict[str, Any]]:
-    """Per item: extraction, parsed flag, lenient and strict normalised predictions and correctness."""
+def cascade_failures(responses: Sequence[str], problems: Sequence[Problem]) -> list[int]:
+    """Indices of the non-empty responses the deterministic cascade cannot parse: the LLM
+    extractor's work (an empty response extracts to "" without asking it, as officially)."""
+    return [i for i, (r, p) in enumerate(zip(responses, problems, strict=True))
+            if (r or "").strip() and not extract(r, p)[1]]
+
+
+def extractor_request(response: str, p: Problem) -> str:
+    """The official LLM-extraction request for a response to `p` (its query as the model saw it)."""
+    from solstice.papers.math_llava.prompts import extraction_prompt
+
+    return extraction_prompt(build_query(p), response)
+
+
+def llm_extraction(text: str) -> str:
+    """The extractor's reply as an extraction: its first non-empty line, stripped (the official
+    takes the whole reply; a small local model may continue past the answer)."""
+    return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+
+
+def score_responses(responses: Sequence[str], problems: Sequence[Problem],
+                    llm: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Per item: extraction, parsed flag, who decided it (`rules`, `llm`, or `none`), lenient and
+    strict normalised predictions and correctness. `llm` maps pid -> the LLM extractor's reply for
+    cascade failures; a non-empty reply is the extraction (the official `verify_extraction`) and
+    goes through the same normalisation as a rule extraction."""
     rows = []
     for r, p in zip(responses, problems, strict=True):
         ext, parsed = extract(r, p)
+        by = "rules" if parsed else "none"
+        if not parsed and llm and p.pid in llm and llm_extraction(llm[p.pid]):
+            ext, parsed, by = llm_extraction(llm[p.pid]), True, "llm"
         lenient = normalize(ext, p)
         strict = normalize(ext, p, strict=True) if parsed else None
-        rows.append({"pid": p.pid, "extraction": ext, "parsed": parsed, "prediction": lenient,
+        rows.append({"pid": p.pid, "extraction": ext, "parsed": parsed, "extracted_by": by, "prediction": lenient,
                      "correct": is_correct(lenient, p), "correct_strict": is_correct(strict, p)})
     return rows
+
+
+def _values(p: Problem, key: str) -> list[str]:
+    v = getattr(p, key, None) if key in ("question_type", "answer_type") else p.metadata.get(key)
+    return [str(x) for x in (v if isinstance(v, list) else [v])]
 
 
 def breakdown(rows: Sequence[dict[str, Any]], problems: Sequence[Problem], key: str,
@@ -190,12 +223,23 @@ def breakdown(rows: Sequence[dict[str, Any]], problems: Sequence[Problem], key: 
     multi-label (an item counts under each of its skills)."""
     out: dict[str, list[int]] = {}
     for row, p in zip(rows, problems, strict=True):
-        v = getattr(p, key, None) if key in ("question_type", "answer_type") else p.metadata.get(key)
-        for val in (v if isinstance(v, list) else [v]):
-            c = out.setdefault(str(val), [0, 0])
+        for val in _values(p, key):
+            c = out.setdefault(val, [0, 0])
             c[0] += bool(row[flag])
             c[1] += 1
     return {k: (v[0], v[1]) for k, v in sorted(out.items())}
+
+
+def breakdown_flags(rows: Sequence[dict[str, Any]], problems: Sequence[Problem],
+                    flag: str = "correct") -> dict[str, dict[str, list[bool]]]:
+    """key -> value -> the per-item flags of the items with that value (for CIs), for every
+    key of BREAKDOWNS; counts agree with `breakdown`."""
+    out: dict[str, dict[str, list[bool]]] = {k: {} for k in BREAKDOWNS}
+    for row, p in zip(rows, problems, strict=True):
+        for key in BREAKDOWNS:
+            for val in _values(p, key):
+                out[key].setdefault(val, []).append(bool(row[flag]))
+    return {k: dict(sorted(v.items())) for k, v in out.items()}
 
 
 # -- reference baselines ------------------------------------------------------------------------

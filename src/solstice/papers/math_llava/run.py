@@ -1,7 +1,8 @@
 """MathVista testmini for any model, and the scorer's model-independent checks.
 
 Stages: `responses` (one zero-shot response per problem, resumable through ctx.map; the figure
-attached for a vision model, dropped for the blind baseline), then scoring (lenient = official, strict
+attached for a vision model, dropped for the blind baseline), `extractions` (only with the optional
+`extractor` role: the official LLM extraction on the responses the rule cascade cannot parse), then scoring (lenient = official, strict
 = unparsed MC answers wrong), breakdowns by every metadata field (artifact `breakdowns.json`) and the
 reference baselines computed on all 1,000 items (oracle, analytic random, seeded random runs, first
 option + 2).
@@ -67,6 +68,22 @@ def reference_checks(problems: list[mv.Problem], runs: int) -> dict[str, MetricV
     return out
 
 
+def extract_with_model(ctx, cfg: Config, problems: list[mv.Problem], responses: list[str]) -> dict[str, str]:
+    """pid -> the extractor model's reply, for the responses the rule cascade cannot parse only.
+    Resumable (ctx.map); with `--cache` the calls are cached on the extractor's fingerprint and the
+    exact request, so a re-run with the same extractor asks nothing and another extractor misses."""
+    model = ctx.model("extractor")
+    params = GenParams(max_new_tokens=cfg.extractor_max_new_tokens, temperature=0.0)
+
+    def ask(batch: list[Sample]) -> list[dict[str, Any]]:
+        prompts = [[user_message(mv.extractor_request(s.input[1], s.input[0]))] for s in batch]
+        return [{"llm_extraction": o[0].text} for o in model.generate(prompts, params)]
+
+    todo = [Sample(problems[i].pid, (problems[i], responses[i])) for i in mv.cascade_failures(responses, problems)]
+    got = ctx.map(todo, ask, batch_size=cfg.batch_size, key="extractions", roles=("target", "extractor"))
+    return {s.id: r["llm_extraction"] for s, r in zip(todo, got, strict=True)}
+
+
 def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     problems = mv.load_testmini(ctx.dataset(TESTMINI))
     metrics = reference_checks(problems, cfg.random_runs)
@@ -84,24 +101,49 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
 
     def respond(batch: list[Sample]) -> list[dict[str, Any]]:
         prompts = [[user_message(mv.build_query(s.input), [root / s.input.image] if root else [])] for s in batch]
-        return [{"response": o[0].text} for o in model.generate(prompts, params)]
+        return [{"response": o[0].text, "n_tokens": o[0].n_tokens, "finish_reason": o[0].finish_reason}
+                for o in model.generate(prompts, params)]
 
-    rows = ctx.map([Sample(p.pid, p) for p in chosen], respond, batch_size=cfg.batch_size, key="responses")
-    scored = mv.score_responses([r["response"] for r in rows], chosen)
+    # A batch decodes until its longest response ends, so the map is fed in an order that keeps
+    # like with like: multiple-choice items (answered with a letter) apart from free-form ones, and
+    # prompts of similar length together (less padding). Records are keyed by pid, so resuming and
+    # sharding are unaffected; the rows are put back in pid order below.
+    order = sorted(chosen, key=lambda p: (p.question_type, len(mv.build_query(p)), int(p.pid) if p.pid.isdigit() else 0))
+    got = ctx.map([Sample(p.pid, p) for p in order], respond, batch_size=cfg.batch_size, key="responses",
+                  roles=("target",))
+    by_pid = {p.pid: r for p, r in zip(order, got, strict=True)}
+    rows = [by_pid[p.pid] for p in chosen]
+    responses = [r["response"] for r in rows]
+    llm = extract_with_model(ctx, cfg, chosen, responses) if ctx.has_model("extractor") else None
+    scored = mv.score_responses(responses, chosen, llm)
     metrics["acc"] = _rate([r["correct"] for r in scored], f"{note}; official (lenient) scoring")
     metrics["acc_strict"] = _rate([r["correct_strict"] for r in scored], f"{note}; unparsed MC answers wrong")
-    metrics["unparsed"] = MetricValue(float(sum(not r["parsed"] for r in scored)), len(scored), None, False,
-                                      "responses with no extractable answer")
+    n_unparsed = sum(not r["parsed"] for r in scored)
+    metrics["unparsed"] = MetricValue(n_unparsed / len(scored), len(scored), None, False,
+                                      f"share of responses with no extractable answer: {n_unparsed} of {len(scored)}")
+    failures = len(mv.cascade_failures(responses, chosen))
+    decided = sum(r["extracted_by"] == "llm" for r in scored)
+    metrics["llm_extracted"] = MetricValue(
+        float(decided), len(scored), None, None,
+        f"items the LLM extractor decided, of {failures} the rule cascade could not parse" if llm is not None
+        else f"no LLM extractor (--model extractor=SPEC asks one on the {failures} rule-cascade failures)")
+    if all("finish_reason" in r for r in rows):
+        metrics["truncated"] = MetricValue(float(sum(r["finish_reason"] == "length" for r in rows)), len(rows), None,
+                                           False, f"responses cut at max_new_tokens={cfg.max_new_tokens}")
     tables = {}
     for key in mv.BREAKDOWNS:
         tables[key] = mv.breakdown(scored, chosen, key)
+    for key, values in mv.breakdown_flags(scored, chosen).items():  # every breakdown, with its CI
+        if key != "task":  # the tasks are the acc_FQA ... metrics below
+            for value, flags in values.items():
+                metrics[f"acc[{key}={value}]"] = _rate(flags, f"{note}; {key} = {value}")
     for task, abbr in mv.TASK_ABBR.items():
         flags = [r["correct"] for r, p in zip(scored, chosen) if p.metadata.get("task") == task]
         if flags:
             metrics[f"acc_{abbr}"] = _rate(flags, f"{note}; task {abbr}")
     ctx.artifact("breakdowns.json").write_text(json.dumps(tables, indent=1))
     if cfg.pipeline_figures:
-        from solstice.papers.math_llava.pipeline import model_synthesis, run_pipeline
+        from solstice.papers.math_llava.pipeline import run_pipeline
 
         pm, data, info, chosen = run_pipeline(cfg.pipeline_figures, ctx.seed, select=min(cfg.select_images, cfg.pipeline_figures),
                                       banned=[p.question for p in problems])
@@ -112,9 +154,16 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
         ctx.artifact("pipeline.json").write_text(json.dumps(info, indent=1, default=float))
     if cfg.model_synthesis_figures:
         from solstice.models import CAP_VISION
+        from solstice.papers.math_llava.pipeline import model_synthesis
 
-        mm, mdata = model_synthesis(model, cfg.model_synthesis_figures, ctx.seed, vision=CAP_VISION in model.capabilities)
-        metrics.update(mm)
+        def synthesise() -> dict[str, Any]:  # a stage: a resumed or rescored run does not ask the model again
+            mm, mdata = model_synthesis(model, cfg.model_synthesis_figures, ctx.seed,
+                                        vision=CAP_VISION in model.capabilities)
+            return {"metrics": {k: v.to_json() for k, v in mm.items()}, "data": mdata}
+
+        got = ctx.stage("model_synthesis", synthesise, roles=("target",))
+        metrics.update({k: MetricValue.from_json(v) for k, v in got["metrics"].items()})
+        mdata = got["data"]
         ctx.artifact("model_synthetic.json").write_text(json.dumps(mdata, indent=1))
     ctx.artifact("scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in scored))
     return metrics
