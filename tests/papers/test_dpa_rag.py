@@ -256,3 +256,27 @@ def test_smoke_with_the_default_model(tmp_path):
     p = subprocess.run([sys.executable, "-m", "solstice", "run", "dpa_rag", "--scale", "smoke", "--out",
                         str(tmp_path)], capture_output=True, text=True, env=cli_env(), timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_nli_filter_drops_exactly_the_contradicted_rewrites(tmp_path):
+    import transformers as tf
+
+    from solstice.errors import ConfigError
+    from solstice.models.tiny import build_tiny_cross_encoder
+
+    # a random 3-way classifier with NLI label names (the tiny cross-encoder's tokenizer and body)
+    d = build_tiny_cross_encoder(tmp_path / "ce", seed=1)
+    net = tf.AutoModelForSequenceClassification.from_pretrained(d, num_labels=3, ignore_mismatched_sizes=True)
+    net.config.id2label = {0: "entailment", 1: "neutral", 2: "contradiction"}
+    net.config.label2id = {v: k for k, v in net.config.id2label.items()}
+    net.save_pretrained(tmp_path / "nli")
+    tf.AutoTokenizer.from_pretrained(d).save_pretrained(tmp_path / "nli")
+    orig = ["who wrote hamlet"] * 6
+    rw = ["who penned hamlet", "what is hamlet", "x", "who wrote macbeth", "hamlet author?", ""]
+    keep, labels = A.nli_keep(orig, rw, str(tmp_path / "nli"), batch_size=4)
+    assert len(labels) == 6 and set(labels) <= {"entailment", "neutral", "contradiction"}
+    assert keep == [bool(r) and lab != "contradiction" for r, lab in zip(rw, labels)]
+    with pytest.raises(ConfigError, match="contradiction"):
+        A.nli_keep(orig[:1], rw[:1], str(d))  # a one-logit model is not an NLI model
+    with pytest.raises(ConfigError, match="minilm"):
+        A.nli_keep(orig[:1], rw[:1], str(tmp_path / "missing"))

@@ -10,7 +10,7 @@ from solstice.papers.dpa_rag.config import Config
 def _datasets(cfg: Config) -> list:
     from solstice.papers.dpa_rag import data as D
 
-    return [D.NQ_ORACLE, *D.EXAMPLES.values()]
+    return [D.NQ_ORACLE, *(D.EXAMPLES.values() if cfg.harness else ())]
 
 
 _ENDPOINT = ("needs a 7B-class reader behind an endpoint (paper: GPT-3.5/4, Llama2/3, Mistral, Qwen) and the "

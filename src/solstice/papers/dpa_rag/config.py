@@ -11,6 +11,8 @@ Task = Literal["point", "pair", "contrast"]
 
 
 class Config(BaseConfig):
+    harness: bool = Field(True, description="check our scorer and label rule against the released DPA-RAG example "
+                          "rows (needs dpa-rag-examples/, local only; false skips these harness checks)")
     # -- data and candidates (spec small plan step 1) --
     train_questions: int = Field(500, ge=1, description="training questions mined with the reader, drawn (seeded) "
                                  "from the 80% split (spec small plan: 500; paper: the full training sets)")

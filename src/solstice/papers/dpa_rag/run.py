@@ -177,7 +177,7 @@ def _scores(ctx, name: str, model, questions, cands, text) -> dict[str, list[flo
 
 # ------------------------------------------------------------------------------------------ run
 def run(cfg: Config, ctx) -> dict[str, MetricValue]:
-    metrics: dict[str, MetricValue] = _harness(ctx)
+    metrics: dict[str, MetricValue] = _harness(ctx) if cfg.harness else {}
     questions, corpus = D.load_oracle(ctx.dataset(D.NQ_ORACLE))
     train_all, test_all = D.split(questions, cfg.test_share, cfg.split_seed)
     train = ctx.limited(train_all[: cfg.train_questions])
