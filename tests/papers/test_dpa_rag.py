@@ -280,3 +280,17 @@ def test_nli_filter_drops_exactly_the_contradicted_rewrites(tmp_path):
         A.nli_keep(orig[:1], rw[:1], str(d))  # a one-logit model is not an NLI model
     with pytest.raises(ConfigError, match="minilm"):
         A.nli_keep(orig[:1], rw[:1], str(tmp_path / "missing"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weighting", ["sum", "mgda"])
+def test_minilm_init_learns_the_separable_set_with_either_weighting(weighting):
+    """On the real MiniLM init the equal-weight sum does not collapse (unlike the tiny random
+    cross-encoder of the layer tests): both weightings separate held-out pairs."""
+    from solstice.retrieval.encoders import embedded_minilm_dir
+
+    torch.manual_seed(0)
+    model = rr.load_reranker(embedded_minilm_dir(), max_length=32)
+    cfg = rr.RerankerConfig(epochs=3, lr=1e-4, batch_size=8, max_length=32, seed=0, weighting=weighting)
+    res = rr.train_reranker(_separable(12, 0), model, cfg)
+    assert rr.classification_report(res.model, _separable(8, 1))["accuracy"] >= 0.95
