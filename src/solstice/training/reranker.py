@@ -244,11 +244,17 @@ def _batch_losses(model, batch: list[dict[str, Any]], cfg: RerankerConfig) -> di
             con_labels.append([1] * len(r["positive"]) + [0] * len(r["negative"]))
     # the CrossEncoder's own preprocessing (truncation, any prompt template) so that training sees
     # exactly what `predict` sees
-    feats = model.preprocess(list(zip(queries, docs)))
+    # each distinct (query, document) pair of the batch is encoded once (a record's labelled document,
+    # ranked list and positives/negatives overlap), then gathered back into task order
+    pairs = list(zip(queries, docs))
+    uniq = list(dict.fromkeys(pairs))
+    where = {p: i for i, p in enumerate(uniq)}
+    feats = model.preprocess(uniq)
     enc = {k: v.to(model.model.device) for k, v in feats.items() if k in _MODEL_INPUTS}
     need_hidden = bool(spans.get("contrast"))
     out = model.model(**enc, output_hidden_states=need_hidden)
-    scores = out.logits[:, 0]
+    gather = torch.tensor([where[p] for p in pairs], device=out.logits.device)
+    scores = out.logits[:, 0][gather]
     losses: dict[str, Any] = {}
     if spans.get("point"):
         idx = torch.tensor([a for a, _ in spans["point"]], device=scores.device)
@@ -260,7 +266,7 @@ def _batch_losses(model, batch: list[dict[str, Any]], cfg: RerankerConfig) -> di
         parts = [ranknet_loss(torch.stack(v)) * len(v) for v in lists.values()]
         losses["pair"] = sum(parts) / len(spans["pair"])
     if spans.get("contrast"):
-        cls = out.hidden_states[-1][:, 0]
+        cls = out.hidden_states[-1][:, 0][gather]
         parts = [
             supcon_loss(cls[a:b], torch.tensor(lab, device=cls.device), cfg.tau)
             for (a, b), lab in zip(spans["contrast"], con_labels)
