@@ -78,7 +78,7 @@ PAPER = PaperSpec(
             "mining on 500 training questions × 10 candidates and on every held-out question; the generation rule "
             "on 200 × 5 for agreement; five rewrites of 50 queries (MiniLM filter); MiniLM cross-encoders on "
             "reader vs has_answer labels (sum, 2 epochs) and MGDA (1 epoch); reader top-1/top-3",
-            {}, minutes=300),
+            {}, minutes=600),
     },
     datasets=_datasets,
     summary="Reader-preference mining, five query rewrites, a point/pair/contrastive preference reranker (sum or "
