@@ -22,7 +22,11 @@ from typing import Any
 
 from solstice.models.base import CAP_WHITEBOX, GenParams
 from solstice.papers.dpa_rag.prompts import reader_prompt
-from solstice.retrieval.preferences import answer_preference, has_answer_preference, logprob_preference
+from solstice.retrieval.preferences import (
+    answer_preference,
+    has_answer_preference,
+    logprob_preference,
+)
 
 LOG_HALF = math.log(0.5)
 

@@ -197,6 +197,13 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
     flat = [Preference(x) for q in train for x in lab_train[q.id]["labels"]]
     for p in Preference:
         metrics[f"mined_share_{p.name.lower()}"] = proportion_metric([x is p for x in flat], note="training pairs")
+    # the paper's preliminary analysis: helpful documents below the top ranks, misleading ones in them
+    by_rank = [(r, Preference(x)) for q in train for r, x in enumerate(lab_train[q.id]["labels"])]
+    metrics["unaligned_share_top3"] = proportion_metric([p is Preference.UNALIGNED for r, p in by_rank if r < 3],
+                                                        note="training pairs at fused ranks 1-3")
+    if any(r >= 3 for r, _ in by_rank):
+        metrics["aligned_share_rank4plus"] = proportion_metric(
+            [p is Preference.ALIGNED for r, p in by_rank if r >= 3], note="training pairs at fused ranks 4+")
     from solstice.metrics.agreement import agreement
 
     hx = [x is Preference.ALIGNED for q in train for x in map(Preference, ha_train[q.id]["labels"])]
@@ -263,6 +270,8 @@ def run(cfg: Config, ctx) -> dict[str, MetricValue]:
                     "ndcg3": [E.ndcg(orders[q.id], lb, 3) for q, lb in zip(hq, labs)]}
         for k, v in per[arm].items():
             metrics[f"{k}_{arm}"] = mean_metric(v, note="questions with a reader-helpful candidate")
+        metrics[f"answer_hit1_{arm}"] = mean_metric(  # DPR-style: the first document contains an answer
+            [E.hit_at(orders[q.id], ha_test[q.id]["labels"], 1) for q in test], note="all held-out questions")
     if hq:
         metrics["hit1_reranked_minus_retriever"] = paired_difference_metric(per["reranked"]["hit1"],
                                                                             per["retriever"]["hit1"])
