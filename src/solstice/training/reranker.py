@@ -281,9 +281,15 @@ def train_reranker(
     config: RerankerConfig | None = None,
     *,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> RerankerResult:
     """Fit a CrossEncoder (an instance, or a path/name for `load_reranker`) on preference records
-    with the multi-task objective; returns the model (in eval mode) and per-step losses/weights."""
+    with the multi-task objective; returns the model (in eval mode) and per-step losses/weights.
+
+    With `checkpoint_dir`, the state after every epoch (weights, optimizer, both RNG states,
+    history) is written there, and a call that finds one continues after its epoch: an interrupted
+    training resumed this way ends with the same weights as an uninterrupted one (tested). A
+    checkpoint written for other records or another config is refused. It is deleted on success."""
     torch = require("torch", "hf")
     cfg = config or RerankerConfig()
     cfg.validate()
@@ -299,9 +305,21 @@ def train_reranker(
     shared = [p for p in net.base_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
     history: list[dict[str, Any]] = []
+    step = start = 0
+    ckpt = Path(checkpoint_dir) / "state.pt" if checkpoint_dir is not None else None
+    ident = _fingerprint(records, cfg)
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        if state["ident"] != ident:
+            raise ConfigError(f"checkpoint {ckpt} was written for other records or settings; delete it")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, step, start = state["history"], state["step"], state["epoch"] + 1
+        log.info("reranker: resuming after epoch %d from %s", state["epoch"], ckpt)
     net.train()
-    step = 0
-    for epoch in range(cfg.epochs):
+    for epoch in range(start, cfg.epochs):
         order = list(range(len(records)))
         rng.shuffle(order)
         for s in range(0, len(order), cfg.batch_size):
@@ -331,9 +349,26 @@ def train_reranker(
             if on_step is not None:
                 on_step(rec)
             step += 1
+        if ckpt is not None and epoch < cfg.epochs - 1:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"ident": ident, "model": net.state_dict(), "optim": opt.state_dict(),
+                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "history": history,
+                        "step": step, "epoch": epoch}, tmp)
+            tmp.replace(ckpt)
+    if ckpt is not None and ckpt.is_file():
+        ckpt.unlink()
     net.eval()
     log.info("reranker trained: %d steps, last loss %.4f", step, history[-1]["loss"])
     return RerankerResult(model=model, history=history)
+
+
+def _fingerprint(records: Sequence[dict[str, Any]], cfg: RerankerConfig) -> str:
+    import hashlib
+    import json
+
+    blob = json.dumps([list(records), repr(cfg)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 # -------------------------------------------------------------------------------------- inference

@@ -151,7 +151,7 @@ def _reranker(cfg: Config, ctx, name: str, records, weighting: str, epochs: int)
         model = R.load_reranker(init, max_length=cfg.max_length)
         rcfg = R.RerankerConfig(tasks=tuple(cfg.tasks), weighting=weighting, epochs=epochs, lr=cfg.lr,
                                 batch_size=cfg.rr_batch, max_length=cfg.max_length, seed=42 + ctx.seed)
-        res = R.train_reranker(records, model, rcfg)
+        res = R.train_reranker(records, model, rcfg, checkpoint_dir=ctx.artifact(f"{name}_checkpoint"))
         R.save_reranker(res.model, path)
         ctx.artifact(f"{name}_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in res.history))
         last = res.history[-1]
