@@ -15,6 +15,7 @@ every step: closed form for two tasks, Frank–Wolfe with exact line search for 
 extra backward per task; `"sum"` is the default. Observed on the tiny random cross-encoder of the
 tests (lr 3e-3): the equal-weight sum of all three tasks collapses the [CLS] embeddings (SupCon
 stuck at ln 3, scores constant), while MGDA or a contrastive weight of 0.1 separates the set.
+On the real all-MiniLM-L6-v2 init the sum does not collapse (both weightings separate it).
 
 Records use the released DPA-RAG reranker schema: `query`, `classification{text, label}` with label
 1 (aligned → target 1) or 2 (unaligned → target 0), optional `rank_list` (best → worst),
