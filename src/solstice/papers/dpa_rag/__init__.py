@@ -74,7 +74,7 @@ PAPER = PaperSpec(
              "compare_weighting": False, "max_length": 64, "max_new_tokens": 8, "reader_k": [1], "tau": 0.5},
             minutes=1),
         "small": Reproduction(
-            "the spec's small-scale plan: 2,600 gold passages, 80/20 split, BM25 + MiniLM top-10 fused; logprob "
+            "the spec's small-scale plan: the 2,588 distinct gold passages, 80/20 split, BM25 + MiniLM top-10 fused; logprob "
             "mining on 500 training questions × 10 candidates and on every held-out question; the generation rule "
             "on 200 × 5 for agreement; five rewrites of 50 queries (MiniLM filter); MiniLM cross-encoders on "
             "reader vs has_answer labels (sum, 2 epochs) and MGDA (1 epoch); reader top-1/top-3",
