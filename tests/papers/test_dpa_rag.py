@@ -294,3 +294,4 @@ def test_minilm_init_learns_the_separable_set_with_either_weighting(weighting):
     cfg = rr.RerankerConfig(epochs=3, lr=1e-4, batch_size=8, max_length=32, seed=0, weighting=weighting)
     res = rr.train_reranker(_separable(12, 0), model, cfg)
     assert rr.classification_report(res.model, _separable(8, 1))["accuracy"] >= 0.95
+

@@ -64,8 +64,7 @@ def _mine(cfg: Config, ctx, questions, cands, text, key: str, scorer: str, docs_
                 for q in questions}
     reader = ctx.model("reader")
     if scorer == "logprob":
-        reader.require("label_logprobs", purpose="scorer=logprob (use --set scorer=generate for a generate-only "
-                       "endpoint)")
+        _require_logprobs(reader)
         sm = M.scoring_model(reader)
 
         def fn(batch):
@@ -77,6 +76,11 @@ def _mine(cfg: Config, ctx, questions, cands, text, key: str, scorer: str, docs_
                                     cfg.max_new_tokens) for s in batch]
     rows = ctx.map(_samples(questions), fn, batch_size=1, key=key, roles=READER_ROLES, description=f"mining {key}")
     return {r["sample_id"]: r for r in rows}
+
+
+def _require_logprobs(reader) -> None:
+    reader.require("label_logprobs", purpose="scorer=logprob (use --set scorer=generate for a generate-only "
+                   "endpoint)")
 
 
 def _records(questions, cands, text, labels, cfg: Config, seed: int) -> list[dict[str, Any]]:
@@ -177,6 +181,8 @@ def _scores(ctx, name: str, model, questions, cands, text) -> dict[str, list[flo
 
 # ------------------------------------------------------------------------------------------ run
 def run(cfg: Config, ctx) -> dict[str, MetricValue]:
+    if cfg.scorer == "logprob" or (cfg.scorer == "generate" and cfg.gen_rule_questions):
+        _require_logprobs(ctx.model("reader"))  # one line before any work, not after indexing
     metrics: dict[str, MetricValue] = _harness(ctx) if cfg.harness else {}
     questions, corpus = D.load_oracle(ctx.dataset(D.NQ_ORACLE))
     train_all, test_all = D.split(questions, cfg.test_share, cfg.split_seed)
