@@ -321,3 +321,47 @@ def test_label_rule_and_scorer_reproduce_released_rows():
         )
     )
     assert sorted(rr.point_target(r) for r in train) == [0] * 10 + [1] * 10
+
+
+def test_batch_losses_equal_losses_of_separately_scored_pairs(tiny_ce_dir):
+    """Distinct pairs are encoded once per batch; the task losses equal those computed from each
+    pair's own score (`predict` without activation)."""
+    recs = _synthetic_records(3, seed=4)[:4]
+    model = rr.load_reranker(tiny_ce_dir, max_length=32)
+    model.model.eval()
+    cfg = rr.RerankerConfig(tasks=("point", "pair"), max_length=32)
+    with torch.no_grad():
+        losses = rr._batch_losses(model, recs, cfg)
+
+    def score(q, ds):
+        return torch.tensor(model.predict([(q, d) for d in ds], activation_fn=torch.nn.Identity(),
+                                          show_progress_bar=False))
+
+    point = torch.stack([score(r["query"], [r["classification"]["text"]])[0] for r in recs])
+    targets = torch.tensor([rr.point_target(r) for r in recs])
+    assert float(losses["point"]) == pytest.approx(float(rr.pointwise_loss(point, targets)), abs=1e-5)
+    lists = torch.stack([score(r["query"], r["rank_list"]) for r in recs])
+    assert float(losses["pair"]) == pytest.approx(float(rr.ranknet_loss(lists)), abs=1e-5)
+
+
+def test_interrupted_training_resumes_from_its_epoch_checkpoint_exactly(tiny_ce_dir, tmp_path):
+    train = _synthetic_records(4, seed=5)
+    cfg = rr.RerankerConfig(epochs=3, lr=1e-3, batch_size=4, max_length=32, seed=3)
+    whole = rr.train_reranker(train, rr.load_reranker(tiny_ce_dir, max_length=32), cfg)
+    steps_per_epoch = len([h for h in whole.history if h["epoch"] == 0])
+
+    def crash(rec):  # killed in the middle of the second epoch
+        if rec["epoch"] == 1 and rec["step"] == steps_per_epoch + 1:
+            raise KeyboardInterrupt
+
+    ck = tmp_path / "ck"
+    with pytest.raises(KeyboardInterrupt):
+        rr.train_reranker(train, rr.load_reranker(tiny_ce_dir, max_length=32), cfg, on_step=crash,
+                          checkpoint_dir=ck)
+    assert (ck / "state.pt").is_file()
+    with pytest.raises(ConfigError, match="checkpoint"):
+        rr.train_reranker(train[:-1], rr.load_reranker(tiny_ce_dir, max_length=32), cfg, checkpoint_dir=ck)
+    again = rr.train_reranker(train, rr.load_reranker(tiny_ce_dir, max_length=32), cfg, checkpoint_dir=ck)
+    assert again.history == whole.history and not (ck / "state.pt").exists()
+    for a, b in zip(whole.model.model.parameters(), again.model.model.parameters()):
+        assert torch.equal(a, b)
