@@ -122,7 +122,9 @@ def test_continuous_map_against_a_faulty_endpoint_records_every_sample_once(tmp_
         assert all(r["output"] == f"stub reply: word{i}" for i, r in enumerate(rows))
         # every sample answered (a loaded machine may also answer a request the client had given up on)
         assert st.answered >= 256
-        assert st.max_in_flight > 64  # the feed was continuous, not one batch of 4 at a time
+        # the feed was continuous, not one batch of 4 at a time (batch-at-a-time peaks at 4); the exact peak
+        # depends on how fast a loaded machine starts client threads, so the bound is well above 4, not 256
+        assert st.max_in_flight > 16
         meta = RunRecord(res.path).read()
         tp = meta["models"]["target"]["throughput"]
         assert tp["requests"] == 256 and tp["throttled_429"] > 0  # one parsed answer per sample and tp["server_errors_5xx"] > 0 and tp["stalls"] > 0
