@@ -381,17 +381,12 @@ def train_reranker(
             if on_step is not None:
                 on_step(rec)
             step += 1
-        if ckpt is not None and epoch < cfg.epochs - 1 and (not multi or ddp.distributed.is_main()):
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"ident": ident, "model": net.state_dict(), "optim": opt.state_dict(),
-                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "history": history,
-                        "step": step, "epoch": epoch}, tmp)
-            tmp.replace(ckpt)
-    if multi:
-        ddp.distributed.barrier()
-    if ckpt is not None and ckpt.is_file() and (not multi or ddp.distributed.is_main()):
-        ckpt.unlink()
+        if ckpt is not None and epoch < cfg.epochs - 1:
+            state = {"ident": ident, "model": net.state_dict(), "optim": opt.state_dict(), "rng": rng.getstate(),
+                     "torch_rng": torch.get_rng_state(), "history": history, "step": step, "epoch": epoch}
+            ddp.distributed.main_writes(_save_state, ckpt, state)  # rank 0 writes, every rank waits
+    if ckpt is not None:
+        ddp.distributed.main_writes(ckpt.unlink, missing_ok=True)
     net.eval()
     del wrapped
     log.info("reranker trained: %d steps, last loss %.4f", step, history[-1]["loss"])
@@ -407,6 +402,15 @@ def _same_tasks(names: list[str], step: int) -> None:
         raise ConfigError(f"reranker step {step + 1}: the ranks' shares have different tasks {seen} (records with "
                           "and without rank_list / positive+negative in one batch); give every record the same "
                           "fields or train in one process")
+
+
+def _save_state(ckpt: Path, state: dict[str, Any]) -> None:
+    """Write a training checkpoint atomically (a killed write leaves the previous one intact)."""
+    torch = require("torch", "hf")
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(ckpt)
 
 
 def _fingerprint(records: Sequence[dict[str, Any]], cfg: RerankerConfig) -> str:
