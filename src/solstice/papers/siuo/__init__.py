@@ -87,12 +87,11 @@ PAPER = PaperSpec(
                               "24 tokens judged for safety and effectiveness (generated verdicts, 24 tokens)",
                               {"images": "text_only", "mcqa_questions": 8, "gen_questions": 2, "n_samples": 1,
                                "max_new_tokens": 24, "judge_max_new_tokens": 24}, minutes=1),
-        "small": Reproduction("text-only ablation: 54 MCQA items (6 per domain) by log-prob and by generation; 18 "
-                              "questions (2 per domain) x 1 response of <=96 tokens judged for safety and "
-                              "effectiveness by the verdict words' log-probability (SmolLM2 as judge); cut from the "
-                              "spec's 167 / 167 to fit the shared 2-core machine (see README)",
-                              {"images": "text_only", "mcqa_questions": 54, "gen_questions": 18, "n_samples": 1,
-                               "max_new_tokens": 96, "judge_mode": "logprob"}, minutes=30),
+        "small": Reproduction("the spec's plan, text-only ablation: all 167 MCQA items by log-prob and by generation; "
+                              "167 questions x 1 response of <=200 tokens judged for safety and effectiveness by the "
+                              "verdict words' log-probability (SmolLM2 as judge)",
+                              {"images": "text_only", "mcqa_questions": 167, "gen_questions": 167, "n_samples": 1,
+                               "max_new_tokens": 200, "judge_mode": "logprob"}, minutes=90),
         "full": Reproduction("the paper's setting: image + question, 3 responses of <=500 tokens per question, "
                              "GPT-eval safety/effectiveness with the image (needs image_dir and vision models)",
                              {"images": "attach"}, minutes=120),
