@@ -308,3 +308,46 @@ def test_fused_loss_equals_the_plain_loss_on_gpt2():
     assert b.losses == pytest.approx(a.losses, abs=1e-5)
     for x, y in zip(model.parameters(), other.parameters()):
         assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_router_aux_loss_equals_the_mixtral_models_own_loss():
+    """With router_aux_loss_coef the step loss is transformers' Mixtral loss (mean CE + coef x its
+    load-balancing loss) on the same batch, the router gets the aux gradient, and the aux values are
+    recorded per step; a dense model given the coefficient is refused."""
+    from solstice.errors import CapabilityError
+    from solstice.models.tiny import build_tiny
+
+    moe, tok = build_tiny("mixtral")
+    ref = copy.deepcopy(moe)
+    plain = copy.deepcopy(moe)
+    rows = [{"input_ids": ids, "labels": ids} for ids in
+            ([5, 9, 11, 7, 3, 8, 21, 4], [6, 2, 13, 17, 10, 12, 19, 14])]  # equal lengths: no padding
+    coef = 0.5
+    grads: dict[str, dict] = {}
+
+    class Grab(StepHook):
+        def __init__(self, key):
+            self.key = key
+
+        def before_clip(self, model):
+            grads[self.key] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    cfg = dict(lr=0.1, batch_size=2, max_steps=1, optimizer="sgd", max_grad_norm=None)
+    res = train(moe, tok, rows, TrainConfig(**cfg, router_aux_loss_coef=coef), hooks=[Grab("aux")])
+    train(plain, tok, rows, TrainConfig(**cfg), hooks=[Grab("plain")])
+    ref.router_aux_loss_coef = coef  # read from the config at init
+    ref.train()
+    out = ref(input_ids=torch.tensor([r["input_ids"] for r in rows]), labels=torch.tensor([r["labels"] for r in rows]),
+              output_router_logits=True)
+    out.loss.backward()
+    assert res.losses[0] == pytest.approx(float(out.loss.detach()), abs=1e-5)
+    assert res.aux_losses[0] == pytest.approx(float(out.aux_loss.detach()), abs=1e-6)
+    assert "aux_loss_last" in res.summary()
+    gate = next(n for n in grads["aux"] if n.endswith("mlp.gate.weight"))
+    assert torch.allclose(grads["aux"][gate], dict(ref.named_parameters())[gate].grad, atol=1e-5)
+    assert not torch.allclose(grads["aux"][gate], grads["plain"][gate], atol=1e-7)  # the aux term reaches the router
+    dense, dtok = build_tiny("llama")
+    with pytest.raises(CapabilityError, match="aux_loss"):
+        train(dense, dtok, rows, TrainConfig(**cfg, router_aux_loss_coef=coef))
+    with pytest.raises(ConfigError, match="fused_loss"):
+        TrainConfig(router_aux_loss_coef=coef, fused_loss=True)

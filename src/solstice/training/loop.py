@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from solstice.errors import ConfigError
+from solstice.errors import CapabilityError, ConfigError
 from solstice.training.data import (
     SupervisedExample,
     collate,
@@ -85,10 +85,20 @@ class TrainConfig:
     # output head and loss in one chunked pass at the target positions only (training/loss.py);
     # checked once per run against the model's own logits (ConfigError if they differ)
     fused_loss: bool = False
+    # MoE load-balancing loss (Switch / Mixtral form, as transformers computes it for Mixtral, Qwen-MoE,
+    # OLMoE with output_router_logits=True) added with this weight; 0 trains on the cross-entropy alone.
+    # Each micro-batch adds coef x its aux loss x its share of the step's rows, so gradient accumulation
+    # and several processes give the same step as one batch would (up to the per-batch routing statistics).
+    router_aux_loss_coef: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs <= 0:
             raise ConfigError("lr, batch_size and epochs must be positive")
+        if self.router_aux_loss_coef < 0:
+            raise ConfigError("router_aux_loss_coef must be >= 0")
+        if self.router_aux_loss_coef and self.fused_loss:
+            raise ConfigError("fused_loss computes the cross-entropy only; it cannot add a router aux loss "
+                              "(set fused_loss=False or router_aux_loss_coef=0)")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ConfigError("micro_batch_size must be positive")
         if self.optimizer not in ("adamw", "sgd"):
@@ -100,6 +110,7 @@ class TrainResult:
     steps: int
     losses: list[float] = field(default_factory=list)  # mean target-token loss per step
     grad_norms: list[float] = field(default_factory=list)  # pre-clip norm (after hooks)
+    aux_losses: list[float] = field(default_factory=list)  # router load-balancing loss per step (unweighted)
     target_tokens: int = 0
     tokens: int = 0
     seconds: float = 0.0
@@ -111,6 +122,8 @@ class TrainResult:
             "seconds": round(self.seconds, 2),
             "loss_first": float(sum(self.losses[:k]) / k) if self.losses else math.nan,
             "loss_last": float(sum(self.losses[-k:]) / k) if self.losses else math.nan,
+            **({"aux_loss_first": float(sum(self.aux_losses[:k]) / k),
+                "aux_loss_last": float(sum(self.aux_losses[-k:]) / k)} if self.aux_losses else {}),
         }
 
 
@@ -201,6 +214,7 @@ def train(
             n_target = sum(sum(1 for x in r["labels"][1:] if x >= 0) for r in step_rows)  # whole step
             mine = ddp.share(step_rows, f"optimizer step {step + 1}") if multi else step_rows
             loss_sum = 0.0
+            aux_sum = 0.0
             tokens = 0
             starts = range(0, len(mine), micro)
             for k in starts:
@@ -220,13 +234,18 @@ def train(
                             pos = {"position_ids": batch["position_ids"]} if "position_ids" in fkw else {}
                             loss = head.loss(batch["input_ids"], batch["attention_mask"], batch["labels"],
                                              **pos) / max(1, n_target)
+                        elif cfg.router_aux_loss_coef:
+                            loss, aux = _target_loss(net, batch, max(1, n_target), fkw, router_aux=True)
+                            share = len(mb) / len(step_rows)
+                            aux_sum += float(aux.detach()) * share
+                            loss = loss + cfg.router_aux_loss_coef * share * aux
                         else:
                             loss = _target_loss(net, batch, max(1, n_target), fkw)
                     (loss * world if multi else loss).backward()
                 loss_sum += float(loss.detach())
                 tokens += int(batch["attention_mask"].sum())
             if multi:
-                loss_sum, tok_sum = ddp.distributed.all_sum([loss_sum, float(tokens)])
+                loss_sum, tok_sum, aux_sum = ddp.distributed.all_sum([loss_sum, float(tokens), aux_sum])
                 tokens = int(tok_sum)
             res.tokens += tokens
             for h in hooks:
@@ -243,6 +262,8 @@ def train(
             res.steps += 1
             res.losses.append(loss_sum)
             res.grad_norms.append(float(norm))
+            if cfg.router_aux_loss_coef:
+                res.aux_losses.append(aux_sum)
             res.target_tokens += n_target
             if on_step is not None:
                 on_step(step, loss_sum)
@@ -270,10 +291,13 @@ def forward_kwargs(model: Any) -> set[str]:
     return {k for k in ("position_ids", "logits_to_keep") if k in params}
 
 
-def _target_loss(model: Any, batch: dict[str, Any], n_target: int, kwargs: set[str]) -> Any:
+def _target_loss(model: Any, batch: dict[str, Any], n_target: int, kwargs: set[str], *,
+                 router_aux: bool = False) -> Any:
     """Summed next-token cross-entropy over target tokens, divided by the step's target count.
     With left padding the targets end every row, so only the last positions' logits are computed
-    (`logits_to_keep`), which skips most of the vocabulary projection."""
+    (`logits_to_keep`), which skips most of the vocabulary projection. With `router_aux` the
+    model is asked for its router logits and `(loss, aux_loss)` is returned (the MoE's own
+    load-balancing loss over this batch's unpadded tokens)."""
     import torch
 
     labels = batch["labels"]
@@ -285,12 +309,21 @@ def _target_loss(model: Any, batch: dict[str, Any], n_target: int, kwargs: set[s
     span = labels.shape[1] - max(1, first)  # target positions counted from the end
     if "logits_to_keep" in kwargs:
         kw["logits_to_keep"] = span + 1
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kw).logits
-    logits = logits[:, -(span + 1) : -1]
-    return torch.nn.functional.cross_entropy(
+    if router_aux:
+        kw["output_router_logits"] = True
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kw)
+    logits = out.logits[:, -(span + 1) : -1]
+    ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), labels[:, -span:].reshape(-1),
         ignore_index=-100, reduction="sum",
     ) / n_target
+    if not router_aux:
+        return ce
+    aux = getattr(out, "aux_loss", None)
+    if aux is None:
+        raise CapabilityError("router_aux_loss_coef is set but the model returned no aux_loss (not a transformers "
+                              "MoE with output_router_logits)")
+    return ce, aux
 
 
 class HookedOptimizer:

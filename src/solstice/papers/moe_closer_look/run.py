@@ -61,7 +61,7 @@ def _model(cfg: Config, ctx: Any) -> tuple[Any, Any, dict[str, Any]]:
         if not cfg.upcycle:
             raise
     moe, info = upcycle(model, experts=cfg.experts, top_k=cfg.top_k, init=cfg.init, noise=cfg.noise,
-                        router_std=cfg.router_std, seed=cfg.seed)
+                        router_std=cfg.router_std, aux_loss_coef=cfg.aux_loss_coef, seed=cfg.seed)
     meta = {"upcycled": True, "experts": cfg.experts, "top_k": cfg.top_k, "init": cfg.init}
     if cfg.train_steps:
         meta["training"] = _train(cfg, ctx, moe, tok)
@@ -79,7 +79,7 @@ def _train(cfg: Config, ctx: Any, moe: Any, tok: Any) -> dict[str, Any]:
     rows = [{"input_ids": ids[i:i + L], "labels": ids[i:i + L]} for i in range(0, len(ids) - L, L)]
     n_params = train_only_moe(moe)
     res = train(moe, tok, rows, TrainConfig(lr=cfg.lr, batch_size=cfg.train_batch, max_steps=cfg.train_steps,
-                                            seed=cfg.seed, max_length=L))
+                                            seed=cfg.seed, max_length=L, router_aux_loss_coef=cfg.aux_loss_coef))
     return {"trainable_params": n_params, **res.summary()}
 
 
