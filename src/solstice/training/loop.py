@@ -132,7 +132,14 @@ def build_optimizer(params: Sequence[Any], cfg: TrainConfig) -> Any:
 
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    # torch's fused AdamW (one kernel over all tensors; CPU and CUDA since torch 2.4) is the same update
+    # up to float rounding and ~5x faster than the default multi-tensor path on CPU, which matters when
+    # hundreds of millions of parameters train (an upcycled MoE); other devices / dtypes keep the default
+    params = list(params)
+    devs = {p.device.type for p in params}
+    fused = len(devs) == 1 and devs <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                             **({"fused": True} if fused else {}))
 
 
 def trainable(model: Any) -> list[Any]:
