@@ -73,14 +73,24 @@ def _train(cfg: Config, ctx: Any, moe: Any, tok: Any) -> dict[str, Any]:
     from solstice.training.loop import TrainConfig, train
 
     path = ctx.dataset(wikitext_source())
-    text = " ".join(sentences(path, 4000))
-    ids = tok(text).input_ids
     L = cfg.train_tokens
-    rows = [{"input_ids": ids[i:i + L], "labels": ids[i:i + L]} for i in range(0, len(ids) - L, L)]
+    need = cfg.train_steps * cfg.train_batch  # chunks for the requested steps in one epoch
+    n = 4000
+    while True:  # the sentences after the ones the dynamic analyses read, enough for every step
+        sents = sentences(path, cfg.n_sentences + n)
+        ids = tok(" ".join(sents[cfg.n_sentences:])).input_ids
+        rows = [{"input_ids": ids[i:i + L], "labels": ids[i:i + L]} for i in range(0, len(ids) - L, L)]
+        if len(rows) >= need or len(sents) < cfg.n_sentences + n:
+            break
+        n *= 2
+    if len(rows) < need:
+        ctx.warn(f"WikiText-103 gives {len(rows)} training chunks of {L} tokens; {cfg.train_steps} steps of "
+                 f"{cfg.train_batch} need {need}: the training takes {len(rows) // cfg.train_batch} steps")
     n_params = train_only_moe(moe)
-    res = train(moe, tok, rows, TrainConfig(lr=cfg.lr, batch_size=cfg.train_batch, max_steps=cfg.train_steps,
-                                            seed=cfg.seed, max_length=L, router_aux_loss_coef=cfg.aux_loss_coef))
-    return {"trainable_params": n_params, **res.summary()}
+    res = train(moe, tok, rows[:need], TrainConfig(lr=cfg.lr, batch_size=cfg.train_batch, max_steps=cfg.train_steps,
+                                                   seed=cfg.seed, max_length=L,
+                                                   router_aux_loss_coef=cfg.aux_loss_coef))
+    return {"trainable_params": n_params, "train_sentences": len(sents) - cfg.n_sentences, **res.summary()}
 
 
 def _static(cfg: Config, layers: list[Any]) -> dict[str, Any]:
