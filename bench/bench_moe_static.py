@@ -1,6 +1,7 @@
 """Static MoE analyses at Mixtral-8x7B shapes, streamed layer by layer from safetensors shards.
 
-Writes random expert weights (E = 8, d = 4096, F = 14336, fused transformers-5 names, float16) one
+Writes random expert weights (E = 8, d = 4096, F = 14336, fused transformers-5 names, float16; in a child
+process, so the peak RSS printed is the analyses' alone) one
 shard per layer into a scratch folder, then for each layer opens only that layer
 (`solstice.analysis.moe_static.StreamedLayer`) and runs matrix-level similarity, neuron-averaged
 similarity, the gate regression and (optionally) Hungarian matching of expert pairs. Prints the
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,19 +51,22 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=4096)
     ap.add_argument("--ffn", type=int, default=14336)
     ap.add_argument("--pairs", type=int, default=0, help="expert pairs Hungarian-matched per layer (gate only)")
+    ap.add_argument("--write-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    from solstice.analysis import moe_static as S
-
     out = Path(a.dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(a.layers):
-        f = out / f"layer{i}.safetensors"
-        if not f.exists():
-            t = time.perf_counter()
-            write_layer(f, i, a.experts, a.hidden, a.ffn, 0)
-            print(f"wrote layer {i} in {time.perf_counter() - t:.1f}s ({f.stat().st_size / 1e9:.2f} GB)")
-        files.append(f)
+    files = [out / f"layer{i}.safetensors" for i in range(a.layers)]
+    if a.write_only:
+        for i, f in enumerate(files):
+            if not f.exists():
+                t = time.perf_counter()
+                write_layer(f, i, a.experts, a.hidden, a.ffn, 0)
+                print(f"wrote layer {i} in {time.perf_counter() - t:.1f}s ({f.stat().st_size / 1e9:.2f} GB)")
+        return
+    if not all(f.exists() for f in files):  # written by a child process, so the peak RSS below is the analyses'
+        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--write-only"], check=True)
+    from solstice.analysis import moe_static as S
+
     base = peak_gb()
     print(f"shape E={a.experts} d={a.hidden} F={a.ffn}; peak RSS before analyses {base:.2f} GB")
     layers = []
