@@ -6,9 +6,11 @@ shard per layer into a scratch folder, then for each layer opens only that layer
 (`solstice.analysis.moe_static.StreamedLayer`) and runs matrix-level similarity, neuron-averaged
 similarity, the gate regression and (optionally) Hungarian matching of expert pairs. Prints the
 wall time per analysis and the process's peak RSS, so a user can see that a 47B checkpoint needs
-one layer's experts in memory (8 × 3 × d × F × 2 B ≈ 2.8 GB in float16 at full shape) plus the
-float32 copy of one matrix being compared, never the whole model. Hungarian matching at F = 14336
-builds a 14336² float32 cost (≈ 0.82 GB) and `linear_sum_assignment` on it takes minutes; it is
+one layer's experts in memory (8 × 3 × d × F × 2 B ≈ 2.8 GB in float16 at full shape; RSS counts it
+twice, the shard's mapped pages and the loaded copy) plus row chunks of the matrices being compared,
+never the whole model (measured: 7.9 GB peak per layer, 9.6 GB with one Hungarian pair). Hungarian
+matching at F = 14336 builds a 14336² float32 cost (≈ 0.82 GB) and `linear_sum_assignment` on it
+takes ~40 s per pair; it is
 off by default (`--pairs`).
 
     python bench/bench_moe_static.py --dir SCRATCH [--layers 2] [--hidden 4096 --ffn 14336] [--pairs 0]

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from solstice.analysis import moe_dynamic as D  # noqa: E402
 from solstice.analysis import moe_static as S  # noqa: E402
-from solstice.errors import CapabilityError  # noqa: E402
+from solstice.errors import CapabilityError, ConfigError  # noqa: E402
 from solstice.models.moe import moe_layers, recording  # noqa: E402
 from solstice.models.tiny import build_tiny  # noqa: E402
 from solstice.models.upcycle import upcycle  # noqa: E402
@@ -232,3 +232,17 @@ def test_training_moe_only_moves_experts_and_routers_not_the_rest(tiny):
     assert not torch.equal(before["model.layers.0.mlp.gate.weight"], after["model.layers.0.mlp.gate.weight"])
     assert not torch.equal(before["model.layers.1.mlp.experts.down_proj"], after["model.layers.1.mlp.experts.down_proj"])
     assert torch.equal(before["model.layers.0.self_attn.q_proj.weight"], after["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_streamed_flat_cosine_equals_the_stacked_cosine_matrix():
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((37, 11))
+    mats = [base + 0.3 * rng.standard_normal((37, 11)) for _ in range(4)] + [np.zeros((37, 11))]
+    want = S.cosine_matrix(np.stack([m.ravel() for m in mats]))
+    for chunk in (1, 5, 37, 100):  # chunks that do and do not divide the rows
+        assert np.allclose(S.flat_cosine_matrix(mats, chunk_rows=chunk), want, atol=1e-12)
+    half = [m.astype(np.float16) for m in mats]  # stored dtype of a streamed checkpoint
+    assert np.allclose(S.flat_cosine_matrix(half), S.cosine_matrix(np.stack([m.astype(np.float64).ravel() for m in half])))
+    assert S.flat_cosine_matrix(mats)[4].tolist() == [0.0] * 5  # a zero matrix has cosine 0 with everything
+    with pytest.raises(ConfigError):
+        S.flat_cosine_matrix([np.ones((2, 3)), np.ones((3, 2))])

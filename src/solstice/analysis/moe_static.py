@@ -16,9 +16,10 @@ checkpoint never has to sit in memory whole).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,23 +57,46 @@ def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     return np.clip(u @ u.T, -1.0, 1.0)
 
 
-def _mats(layer: LayerWeights, proj: str, reference: Sequence[Any] | None) -> list[np.ndarray]:
+def _raw(layer: LayerWeights, proj: str, reference: Sequence[Any] | None) -> list[Any]:
+    """The expert matrices of one projection as stored (views of a streamed layer, or tensors)."""
     i = PROJECTIONS.index(proj)
-    out = [_np(layer.expert_weights(e)[i]) for e in range(layer.num_experts)]
+    out = [layer.expert_weights(e)[i] for e in range(layer.num_experts)]
     if reference is not None:
-        out.append(_np(reference[i]))
+        out.append(reference[i])
     return out
+
+
+def _mats(layer: LayerWeights, proj: str, reference: Sequence[Any] | None) -> list[np.ndarray]:
+    return [_np(m) for m in _raw(layer, proj, reference)]
+
+
+def flat_cosine_matrix(mats: Sequence[Any], *, chunk_rows: int = 1024) -> np.ndarray:
+    """Pairwise cosines of the flattened matrices, equal to `cosine_matrix` of their stacked rows, but
+    accumulated in float64 over `chunk_rows` rows at a time: memory is one chunk of every matrix, not
+    float64 copies of all of them (8 Mixtral-8x7B experts of one projection are 7.5 GB in float64)."""
+    arrs = [m if isinstance(m, np.ndarray) else _np(m) for m in mats]
+    if len({a.shape for a in arrs}) > 1:
+        raise ConfigError(f"cannot compare flattened matrices of shapes {sorted({a.shape for a in arrs})}")
+    n = len(arrs)
+    gram = np.zeros((n, n))
+    rows = arrs[0].shape[0] if arrs[0].ndim else 1
+    for s in range(0, rows, chunk_rows):
+        c = np.stack([np.asarray(a[s:s + chunk_rows], dtype=np.float64).ravel() for a in arrs])
+        gram += c @ c.T
+    norm = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    outer = np.outer(norm, norm)
+    return np.clip(np.divide(gram, outer, out=np.zeros_like(gram), where=outer > 0), -1.0, 1.0)
 
 
 def matrix_similarity(layer: LayerWeights, reference: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
     """Per projection, the (E[+1])² cosine matrix of the flattened expert matrices; the last
     row/column is the dense reference F (gate, up, down) when given (paper analysis 1)."""
-    return {p: cosine_matrix(np.stack([m.ravel() for m in _mats(layer, p, reference)])) for p in PROJECTIONS}
+    return {p: flat_cosine_matrix(_raw(layer, p, reference)) for p in PROJECTIONS}
 
 
 def neuron_means(layer: LayerWeights, proj: str, reference: Sequence[Any] | None = None) -> np.ndarray:
-    """Each expert's matrix averaged over its F neurons: (E[+1], d)."""
-    return np.stack([_neurons(m, proj).mean(axis=0) for m in _mats(layer, proj, reference)])
+    """Each expert's matrix averaged over its F neurons: (E[+1], d), one expert in float32 at a time."""
+    return np.stack([_neurons(_np(m), proj).mean(axis=0) for m in _raw(layer, proj, reference)])
 
 
 def neuron_mean_similarity(layer: LayerWeights, reference: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
