@@ -47,3 +47,25 @@ def test_end_to_end_on_tiny_mixtral_and_upcycled_tiny_llama(tmp_path):
         assert m["rank_count_margin_error"]["value"] == 0
         if model == "tiny:llama":  # permute-upcycled, untrained: neurons matched back
             assert m["min_reordered_cosine"]["value"] > 0.99
+
+
+@needs_data
+def test_a_trained_upcycle_is_saved_as_a_checkpoint_that_hf_loads_and_reanalyses_identically(tmp_path):
+    from solstice.core.runner import run_paper
+    from solstice.models.loader import clear_model_cache
+
+    common = ["n_sentences=2", "layers=[0,1]", "static_layers=[1]", "hungarian_pairs=1"]
+    clear_model_cache()
+    trained = run_paper("moe_closer_look", models=["tiny:llama"], out=tmp_path / "a",
+                        sets=common + ["experts=4", "train_steps=2", "train_batch=2", "train_tokens=16"])
+    assert trained.status == "completed", trained.error
+    saved = trained.path / "artifacts" / "upcycled_model"
+    assert (saved / "config.json").is_file() and list(saved.glob("*.safetensors"))
+    assert json.loads((saved / "config.json").read_text())["model_type"] == "mixtral"
+    meta = json.loads((trained.path / "artifacts" / "model.json").read_text())
+    assert meta["saved_to"] == "artifacts/upcycled_model" and meta["training"]["steps"] == 2
+    again = run_paper("moe_closer_look", models=[f"hf:{saved}"], out=tmp_path / "b", sets=common + ["upcycle=false"])
+    assert again.status == "completed", again.error
+    for k in ("gate_r2", "up_r2", "down_r2", "mean_output_similarity", "p_top_is_max_norm"):
+        assert again.metrics[k].value == pytest.approx(trained.metrics[k].value, abs=1e-6), k
+    assert not (again.path / "artifacts" / "upcycled_model").exists()  # a model that was not upcycled is not re-saved

@@ -26,6 +26,8 @@ class Config(BaseConfig):
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate (spec plan: 1e-4)")
     aux_loss_coef: float = Field(0.01, ge=0.0, description="weight of the router load-balancing loss in training "
                                  "(Switch / Mixtral form; spec plan: 0.01; 0: LM loss only)")
+    save_model: bool | None = Field(None, description="write the upcycled model to artifacts/upcycled_model as a "
+                                    "transformers checkpoint that `hf:<dir>` loads (None: when it was trained)")
     n_sentences: int = Field(10, ge=1, description="WikiText-103 test sentences fed to the dynamic analyses (paper: 10)")
     short_prompt: str = Field("As an open source alternative to", description="the paper's short input")
     layers: list[int] | None = Field(None, description="decoder layers analysed (None: every sparse layer, as "

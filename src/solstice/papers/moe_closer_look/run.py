@@ -175,6 +175,12 @@ def run(cfg: Config, ctx: Any) -> dict[str, MetricValue]:
     E = layers[0].num_experts
     static = ctx.stage("static", lambda: _static(cfg, layers))
     dyn = ctx.stage("dynamic", lambda: _dynamic(cfg, ctx, model, tok, layers))
+    save = cfg.save_model if cfg.save_model is not None else bool(meta.get("training"))
+    if save and meta.get("upcycled") and ctx.is_main:
+        out = ctx.artifact("upcycled_model")
+        model.save_pretrained(out)  # safetensors + config.json: `--model hf:<run>/artifacts/upcycled_model`
+        tok.save_pretrained(out)
+        meta["saved_to"] = "artifacts/upcycled_model"
     if ctx.is_main:  # under torchrun rank 0 writes the run's files
         ctx.artifact("model.json").write_text(json.dumps({**meta, "layers": [lay.index for lay in layers],
                                                           "experts": E, "top_k": layers[0].top_k}, indent=1))
