@@ -290,7 +290,14 @@ def bench_profile(args) -> dict:
 def bench_milp(args) -> dict:
     import numpy as np
 
-    from solstice.papers.moa.solver import Problem, ScipyMilpSolver, check_solution, config_grid, config_loss, normalise
+    from solstice.papers.moa.solver import (
+        Problem,
+        ScipyMilpSolver,
+        check_solution,
+        config_grid,
+        config_loss,
+        normalise,
+    )
 
     rows = []
     for name, layers, kv, grid in (("smollm2", 30, 3, (2048, 4096, 512, 256)),

@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import needs_data, shared_data
 
+from conftest import needs_data, shared_data
 from solstice.data import catalogue
 from solstice.data.sources import file_sha256
 

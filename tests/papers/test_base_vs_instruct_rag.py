@@ -13,12 +13,23 @@ import pytest
 
 from conftest import cli_env, needs_data, shared_data
 from solstice.errors import ConfigError, DataError
-from solstice.metrics.answers import exact_match, normalize, substring_match, token_contains, usable_answers
+from solstice.metrics.answers import (
+    exact_match,
+    normalize,
+    substring_match,
+    token_contains,
+    usable_answers,
+)
 from solstice.papers.base_vs_instruct_rag import prompts as P
 from solstice.papers.base_vs_instruct_rag.config import Config
 from solstice.papers.base_vs_instruct_rag.extract import extract, is_rejection
 from solstice.retrieval.documents import Corpus, Document
-from solstice.retrieval.passages import dedup_documents, load_topk, order_for_prompt, render_numbered
+from solstice.retrieval.passages import (
+    dedup_documents,
+    load_topk,
+    order_for_prompt,
+    render_numbered,
+)
 
 
 @pytest.fixture(scope="module")

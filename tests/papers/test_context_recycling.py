@@ -21,7 +21,13 @@ from solstice.papers.context_recycling.demos import (
     generate_demos,
     is_leak,
 )
-from solstice.papers.context_recycling.prompts import Demo, demo_ids, parse_demo, parse_output, reader_prompt
+from solstice.papers.context_recycling.prompts import (
+    Demo,
+    demo_ids,
+    parse_demo,
+    parse_output,
+    reader_prompt,
+)
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon"
 

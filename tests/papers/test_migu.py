@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from solstice.errors import ConfigError  # noqa: E402
-from solstice.training.migu import MIGU, kept_rows, magnitude_mask  # noqa: E402
 from solstice.training.data import SupervisedExample, collate, encode_supervised  # noqa: E402
 from solstice.training.loop import HookedOptimizer, TrainConfig, train  # noqa: E402
+from solstice.training.migu import MIGU, kept_rows, magnitude_mask  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from solstice.training.migu import MIGU, kept_rows, magnitude_mask  # noqa: E402
 from solstice.training.data import SupervisedExample, collate, encode_supervised  # noqa: E402
 from solstice.training.loop import TrainConfig, train  # noqa: E402
+from solstice.training.migu import MIGU, kept_rows, magnitude_mask  # noqa: E402
 from solstice.training.params import add_lora  # noqa: E402
 
 

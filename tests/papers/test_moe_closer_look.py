@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import cli_env, needs_data, shared_data
 
 pytest.importorskip("torch")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from solstice.errors import ConfigError
+from solstice.judge.canary import leak_score, make_canary
 from solstice.judge.pairwise import PairwiseJudge, parse_ab
 from solstice.metrics.diversity import (
     category_counts,
@@ -27,7 +28,6 @@ from solstice.papers.ruby_teaming.archive import (
     descriptor_probs,
     sample_targets,
 )
-from solstice.judge.canary import leak_score, make_canary
 from solstice.papers.ruby_teaming.config import Config
 from solstice.papers.ruby_teaming.descriptors import BUILTIN_SEEDS, load_descriptors
 from solstice.papers.ruby_teaming.evaluate import parse_guard

@@ -9,13 +9,25 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import needs_data, shared_data
 
+from conftest import needs_data, shared_data
 from solstice.errors import ConfigError, DataError
 from solstice.papers.video_rag.grounding import (
-    answer_prompt, clip_list, export_clips, moment_block, parse_citations, strip_invalid, validate,
+    answer_prompt,
+    clip_list,
+    export_clips,
+    moment_block,
+    parse_citations,
+    strip_invalid,
+    validate,
 )
-from solstice.papers.video_rag.library import Moment, MomentStore, cues_to_moments, ingest, subtitle_files
+from solstice.papers.video_rag.library import (
+    Moment,
+    MomentStore,
+    cues_to_moments,
+    ingest,
+    subtitle_files,
+)
 from solstice.papers.video_rag.queries import fallback_queries, library_idf, parse_queries
 from solstice.papers.video_rag.retriever import MomentRetriever, dedupe_overlaps
 from solstice.papers.video_rag.subtitles import Cue, read_cues

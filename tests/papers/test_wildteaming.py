@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import needs_data, shared_data
 
+from conftest import needs_data, shared_data
 from solstice.core.config import BaseConfig
 from solstice.papers.wildteaming import tactics as T
 from solstice.papers.wildteaming.config import Config

@@ -16,8 +16,9 @@ sparse block's input and output during a forward with hooks that are always remo
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from solstice.errors import CapabilityError, require
 

@@ -34,9 +34,8 @@ class PrefixStats:
 def generate_common_prefix(model: Model, prompts: Sequence[Prompt], params: GenParams, *,
                            min_prefix: int = 32) -> tuple[list[list[Completion]], PrefixStats]:
     """Completions for each prompt (as `model.generate`), reading the common prefix once."""
-    from solstice.models.prefix_sampling import Prefix, _is_hf, generate_from
-
     from solstice.models.base import unwrap
+    from solstice.models.prefix_sampling import Prefix, _is_hf, generate_from
 
     if not prompts:
         return [], PrefixStats()

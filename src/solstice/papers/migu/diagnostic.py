@@ -13,8 +13,8 @@ from typing import Any
 def _masks(model: Any, tok: Any, texts: list[str], cfg: Any) -> dict[str, Any]:
     import torch
 
-    from solstice.training.migu import MIGU, magnitude_mask
     from solstice.training.data import collate, encode
+    from solstice.training.migu import MIGU, magnitude_mask
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     migu = MIGU(model, cfg.threshold, include_padding=cfg.include_padding, exclude=cfg.exclude)

@@ -152,8 +152,8 @@ class Chains:
             self._train(prev[i], order, i, method, seed)
 
     def _train(self, key: str, order: list[str], i: int, method: str, seed: int) -> tuple[Any, Any, float]:
-        from solstice.training.migu import MIGU
         from solstice.training.loop import TrainConfig, train
+        from solstice.training.migu import MIGU
         from solstice.training.params import save_trainable
 
         cfg = self.cfg

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from solstice.judge import Judge, Verdict
+from solstice.judge.canary import leak_score
 from solstice.metrics.diversity import self_bleu, shannon_evenness, simpson_diversity
 from solstice.models.base import GenParams, Model
 
 from . import prompts as P
 from .archive import Archive
-from solstice.judge.canary import leak_score
 from .descriptors import DescriptorSet
 
 

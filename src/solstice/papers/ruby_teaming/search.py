@@ -30,13 +30,13 @@ import numpy as np
 
 from solstice.core.records import atomic_write_json
 from solstice.errors import ResumeError
+from solstice.judge.canary import leak_score, make_canary
 from solstice.judge.pairwise import PairwiseJudge
 from solstice.metrics.diversity import sentence_bleu
 from solstice.models.base import GenParams, Model, Prompt
 
 from . import prompts as P
 from .archive import Archive, Elite, GridArchive, sample_parents, sample_targets
-from solstice.judge.canary import leak_score, make_canary
 from .config import Config
 from .descriptors import DescriptorSet
 from .evaluate import LLMEvaluator, RuleEvaluator, archive_metrics, pair_key

@@ -15,9 +15,20 @@ from typing import Any
 
 from solstice.errors import ConfigError
 from solstice.papers.video_rag.grounding import (
-    Citation, answer_prompt, clip_list, parse_citations, strip_invalid, validate,
+    Citation,
+    answer_prompt,
+    clip_list,
+    parse_citations,
+    strip_invalid,
+    validate,
 )
-from solstice.papers.video_rag.library import Moment, MomentStore, cues_to_moments, ingest, subtitle_files
+from solstice.papers.video_rag.library import (
+    Moment,
+    MomentStore,
+    cues_to_moments,
+    ingest,
+    subtitle_files,
+)
 from solstice.papers.video_rag.queries import QueryGenerator, fallback_queries, library_idf
 from solstice.papers.video_rag.retriever import MomentRetriever
 

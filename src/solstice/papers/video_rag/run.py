@@ -17,7 +17,12 @@ from solstice.metrics.stats import mean_metric, paired_difference_metric, propor
 from solstice.metrics.text import best_f1, contains_any
 from solstice.papers.video_rag import data as D
 from solstice.papers.video_rag.config import Config
-from solstice.papers.video_rag.grounding import answer_prompt, citation_dicts, parse_citations, validate
+from solstice.papers.video_rag.grounding import (
+    answer_prompt,
+    citation_dicts,
+    parse_citations,
+    validate,
+)
 from solstice.papers.video_rag.library import MomentStore
 from solstice.papers.video_rag.queries import QueryGenerator, fallback_queries, library_idf
 from solstice.papers.video_rag.retriever import MomentRetriever, dense_arm

@@ -13,13 +13,28 @@ import numpy as np
 from solstice.core.context import RunContext
 from solstice.core.types import MetricValue, Sample, content_id
 from solstice.data.io import read_json
-from solstice.metrics.stats import bootstrap_ci, mean_metric, paired_difference_metric, proportion_metric
+from solstice.metrics.stats import (
+    bootstrap_ci,
+    mean_metric,
+    paired_difference_metric,
+    proportion_metric,
+)
 from solstice.models.base import GenParams
 from solstice.papers.wildteaming import objectives as O
 from solstice.papers.wildteaming import tactics as T
 from solstice.papers.wildteaming.config import Config
-from solstice.papers.wildteaming.diversity import behaviour_stats, first_success_embeddings, pairwise_mean
-from solstice.papers.wildteaming.prompts import IDENTIFY, SIMPLIFY, compose_messages, parse_attack, parse_tactics
+from solstice.papers.wildteaming.diversity import (
+    behaviour_stats,
+    first_success_embeddings,
+    pairwise_mean,
+)
+from solstice.papers.wildteaming.prompts import (
+    IDENTIFY,
+    SIMPLIFY,
+    compose_messages,
+    parse_attack,
+    parse_tactics,
+)
 from solstice.papers.wildteaming.prune import cosine_on_topic, prune
 
 
