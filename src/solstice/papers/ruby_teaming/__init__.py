@@ -13,9 +13,10 @@ def _datasets(cfg: Config):
     return [src] if src is not None else []
 
 
-_PROXY_SMALL = {
-    "descriptors": "proxy", "n_risks": 4, "n_styles": 4, "seeds": [0, 1, 2], "methods": ["rainbow", "ruby"],
-    "iterations": 4, "batch_size": 6, "eval_every": 1, "judge": "rule", "workers": 3,
+_PROXY_SMALL = {  # the spec's plan: 100 iterations of 1, 3 seeds, with the memory-size ablation in the same run
+    "descriptors": "proxy", "n_risks": 4, "n_styles": 4, "seeds": [0, 1, 2],
+    "methods": ["rainbow", "ruby_k1", "ruby", "ruby_k5"], "iterations": 100, "batch_size": 1, "eval_every": 10,
+    "judge": "rule", "evaluators": ["rule"], "workers": 1, "lockstep": True,
     "mutator_max_tokens": 32, "target_max_tokens": 32, "critic_max_tokens": 24,
 }
 
@@ -64,8 +65,10 @@ PAPER = PaperSpec(
              "mutator_max_tokens": 24, "target_max_tokens": 24, "critic_max_tokens": 24},
             minutes=2),
         "small": Reproduction(
-            "canary proxy, 4 leak vectors x 4 styles, Rainbow vs Ruby (k=3), 3 seeds, 4 iterations of 6, 3 worker processes",
-            _PROXY_SMALL, minutes=120),
+            "the spec's plan: canary proxy, 4 leak vectors x 4 styles, Rainbow (k = 0) vs Ruby with memory k = 1, 3, 5, "
+            "3 seeds each, 100 iterations of 1 candidate, the 12 searches in lockstep (one batched call per step), "
+            "rule judge and evaluator",
+            _PROXY_SMALL, minutes=75),
     },
     datasets=_datasets,
     summary="Rainbow Teaming's MAP-Elites red-teaming search plus Ruby Teaming's memory; safe canary proxy by default.",
