@@ -136,8 +136,8 @@ def hungarian_match(a: Any, b: Any, *, chunk: int = 2048) -> Match:
     cost = neuron_cost(a, b, chunk=chunk)
     rows, cols = optimize.linear_sum_assignment(cost, maximize=True)
     perm = cols[np.argsort(rows)]
-    raw = float(cosine_matrix(np.stack([a.ravel(), b.ravel()]))[0, 1])
-    re = float(cosine_matrix(np.stack([a.ravel(), b[perm].ravel()]))[0, 1])
+    raw = float(flat_cosine_matrix([a, b])[0, 1])  # no float64 copies of two F x d matrices
+    re = float(flat_cosine_matrix([a, b[perm]])[0, 1])
     tau = float(stats.kendalltau(perm, np.arange(len(perm))).statistic) if len(perm) > 1 else 1.0
     return Match(permutation=perm, raw_cosine=raw, reordered_cosine=re, kendall_tau=tau)
 
