@@ -61,8 +61,8 @@ PAPER = PaperSpec(
                               "probes on 1 question", {"n_resamples": 200, "exam_questions": 6, "probe_questions": 1,
                                                         "generate_items": 4, "batch_size": 8}, minutes=2),
         "small": Reproduction("released-verdict analysis + the full 2,000-answer synthetic exam judged live, probes on "
-                              "40 questions (5 templates, no reference, reversed references, verbose answers), "
-                              "40 generated verdicts", {}, minutes=60),
+                              "80 questions x 5 answer kinds = 400 items (5 templates, no reference, reversed references, verbose "
+                              "answers; the spec's 5 x 400), 40 generated verdicts", {"probe_questions": 80}, minutes=60),
     },
     datasets=_datasets,
     summary="LLM-as-judge agreement with humans on TriviaQA: kappa / pi / alpha / PA, rankings, leniency, probes.",

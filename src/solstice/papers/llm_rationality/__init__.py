@@ -78,11 +78,12 @@ PAPER = PaperSpec(
             minutes=2.0,
         ),
         "small": Reproduction(
-            "2,000 rows x 2 zero-shot A/B modes (label log-probs), 20-row sampled check of the shortcut, 200 aggregate "
-            "rows, 50 rows per CoT mode; inverse on all 47 choices (1,081 pairs), 1 simulated participant per framing",
+            "the spec's small plan: 2,000 rows x 2 zero-shot A/B modes (label log-probs), 200-row sampled check of the "
+            "shortcut, 200 aggregate rows, 50 rows per CoT mode; inverse on all 47 choices (1,081 pairs), 3 simulated "
+            "participants per framing",
             {"rows": 2000, "mode_rows": {"aggregate_zero_shot": 200, "individual_cot": 50, "act_individual_cot": 50,
                                          "aggregate_cot": 50},
-             "sample_check_rows": 20, "participants": 1, "prior_samples": 2_000_000},
+             "sample_check_rows": 200, "participants": 3, "prior_samples": 2_000_000},
             minutes=150.0,
         ),
         "paper": Reproduction(
