@@ -63,7 +63,7 @@ PAPER = PaperSpec(
         "small": Reproduction(
             "4 GeoNames sets x 200 questions (+ NQ-open/TriviaQA stress sets when present), 10 samples, "
             "5-fold probes, embedding-judge ablation", minutes=75.0,
-            overrides={"n_per_dataset": 200, "max_new_tokens": 12, "cv_folds": 5,
+            overrides={"n_per_dataset": 200, "max_new_tokens": 16, "cv_folds": 5,
                        "stress_datasets": ["nq_open", "triviaqa_400"], "n_stress": 50,
                        "ablation_judges": ["embedding"], "min_task_accuracy": 0.1, "max_task_accuracy": 0.9}),
     },
