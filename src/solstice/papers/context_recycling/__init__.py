@@ -70,7 +70,8 @@ PAPER = PaperSpec(
             minutes=1),
         "small": Reproduction(
             "the spec's plan: 100 HotpotQA questions (k = 3; ICL on 50) and a 50-question NQ sweep over 10 passages "
-            "with the gold at 1 / 5 / 10", {}, minutes=120),
+            "with the gold at 1 / 5 / 10; at most 9 generator calls per context (k demos x 3 tries: the spec's cost "
+            "assumes about 3 calls, an uncapped 135M generator needed 58)", {"demo_max_calls": 9}, minutes=120),
     },
     datasets=_datasets,
     summary="Generate demos from the context itself, show the context once, ask for evidence IDs then the answer.",
