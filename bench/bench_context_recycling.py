@@ -51,7 +51,7 @@ def main() -> None:
     model = load_model(args.model)
     cfg = Config()
     tokens: dict[str, list[int]] = {"zero_shot": [], "recycled": [], "icl": [], "shared_read": []}
-    for i, it in enumerate(items[: args.questions]):
+    for it in items[: args.questions]:
         # demos from the first paragraphs' text (model-independent: the cost depends on the layout)
         demos = [Demo(f"What does paragraph {j} say?", p.text.split()[0], p.key())
                  for j, p in enumerate(it.paragraphs[: args.k], 1)]

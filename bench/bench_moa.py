@@ -162,7 +162,6 @@ def bench_decode(args) -> dict:
     hf = _load(args.model)
     model = hf.model
     shape = sa.model_shape(model)
-    n_rep = shape["num_heads"] // shape["num_kv_heads"]
     plan = _bench_plan(args.plan, shape)
     sides = [x for x in args.sides.split(",") if x]
     rows = []
@@ -175,7 +174,7 @@ def bench_decode(args) -> dict:
             res_cpu: dict = {k: [] for k in sides}
             kv: dict = {}
 
-            def one(side: str, profile: bool = False):
+            def one(side: str, profile: bool = False, n=n, batch=batch, ctx=ctx, ids=ids):
                 if side == "moa":
                     sa.apply_plan(model, plan, total_length=n)
                     cache = PerHeadCache(model, n)

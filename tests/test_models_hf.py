@@ -141,3 +141,54 @@ def test_hf_loads_saved_directory(tiny_llama_dir, tiny_llama):
 def test_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(BackendError, match="does not exist"):
         HFModel(ModelSpec("hf", str(tmp_path / "nope"), {}, "hf:nope"))
+
+
+def _slow_build(out: str, counter: str) -> None:
+    """Run in a separate process: build `out` through build_once with a slow builder that
+    counts its own invocations in `counter` (appending one line per build)."""
+    import time
+    from pathlib import Path
+
+    from solstice.models.hf import build_once
+
+    def build(tmp: Path) -> None:
+        with open(counter, "a") as fh:
+            fh.write("built\n")
+        (tmp / "model.safetensors").write_bytes(b"w" * 1000)
+        time.sleep(0.5)
+        (tmp / "config.json").write_text("{}")
+
+    build_once(Path(out), build, marker="model.safetensors")
+
+
+def test_build_once_is_safe_when_two_processes_convert_at_once(tmp_path):
+    # two processes meeting a fresh cache (as two runs started together do) must build the
+    # directory once and both find it complete; a shared fixed temp name used to make one of
+    # them fail with "No such file or directory" while saving
+    import multiprocessing as mp
+
+    out, counter = tmp_path / "cache" / "model-abc", tmp_path / "count.txt"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_slow_build, args=(str(out), str(counter))) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert counter.read_text().splitlines() == ["built"]
+    assert (out / "config.json").is_file() and (out / "model.safetensors").stat().st_size == 1000
+    assert [p.name for p in out.parent.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_build_once_leaves_nothing_behind_when_the_build_fails(tmp_path):
+    from solstice.models.hf import build_once
+
+    out = tmp_path / "m"
+
+    def broken(tmp):
+        (tmp / "half.bin").write_bytes(b"x")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_once(out, broken, marker="model.safetensors")
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name != "m.lock"] == []

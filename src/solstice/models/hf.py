@@ -52,37 +52,64 @@ def cache_root() -> Path:
     return Path(os.environ.get("SOLSTICE_CACHE", Path.home() / ".cache" / "solstice"))
 
 
+def build_once(out: Path, build: Callable[[Path], None], *, marker: str = "config.json") -> Path:
+    """Build the cache directory `out` once, safely across processes: the first caller builds
+    into a private temporary directory under an exclusive file lock and renames it into place;
+    a concurrent caller waits on the lock and then finds the finished directory. A failed
+    build leaves no partial directory behind."""
+    import shutil
+    import tempfile
+
+    from filelock import FileLock
+
+    if (out / marker).is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out.with_name(out.name + ".lock"))):
+        if (out / marker).is_file():
+            return out
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".tmp-"))
+        try:
+            build(tmp)
+            if not (tmp / marker).is_file():
+                raise BackendError(f"building {out.name}: {marker} was not written")
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def gguf_to_safetensors(directory: Path, gguf_file: str, *, label: str | None = None) -> Path:
     """De-quantise a GGUF checkpoint once into a safetensors directory under the cache, and
-    return that directory. Later loads read the safetensors copy (fast)."""
+    return that directory. Later loads read the safetensors copy (fast). Two processes that
+    start on a fresh cache at once convert it once (see `build_once`)."""
     src = directory / gguf_file
     st = src.stat()
     key = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:10]
     out = cache_root() / "models" / f"{label or src.stem}-{key}"
     if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
         return out
-    torch = require("torch", "hf", "local models")
-    transformers = require("transformers", "hf", "local models")
-    require("gguf", "hf", "reading GGUF files")
-    log.info("converting %s to safetensors (once) ...", src.name)
-    tok = transformers.AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf_file)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(directory), gguf_file=gguf_file, dtype=torch.float32
-    )
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    if not getattr(tok, "chat_template", None):
-        tok.chat_template = CHATML_TEMPLATE
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    if out.exists():
-        import shutil
 
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    def build(tmp: Path) -> None:
+        torch = require("torch", "hf", "local models")
+        transformers = require("transformers", "hf", "local models")
+        require("gguf", "hf", "reading GGUF files")
+        log.info("converting %s to safetensors (once) ...", src.name)
+        tok = transformers.AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf_file)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(directory), gguf_file=gguf_file, dtype=torch.float32
+        )
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        if not getattr(tok, "chat_template", None):
+            tok.chat_template = CHATML_TEMPLATE
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+
+    return build_once(out, build, marker="model.safetensors")
 
 
 class HFModel(Model):

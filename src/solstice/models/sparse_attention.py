@@ -400,5 +400,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["SparsePlan", "PerHeadCache", "apply_plan", "span", "density", "window_mask", "model_shape",
+__all__ = ["SparsePlan", "PerHeadCache",  # noqa: F822 (PerHeadCache: lazy, module __getattr__)
+           "apply_plan", "span", "density", "window_mask", "model_shape",
            "set_total_length", "current_plan", "attention_modules"]

@@ -141,7 +141,6 @@ def _hotpot(cfg: Config, ctx) -> dict[str, MetricValue]:
     icl_ids = {it.id for it in items[: cfg.icl_questions]} if "icl" in cfg.arms else set()
     by_id = {it.id: it for it in items}
     samples = [Sample(it.id, it.question, list(it.answers), {}) for it in items]
-    leaks = {"n": 0}
 
     def foreign_for(i: int) -> list[tuple[tuple, Demo]]:
         out = []

@@ -21,7 +21,6 @@ from solstice.errors import DataError
 
 def influence(a: Any, g: Any, eps: float = 1e-10) -> Any:
     """E for one head: a, g [q, k] (row i = absolute position i, causal). Returns [q, k]."""
-    torch = _torch()
     rowdot = (a * g).sum(-1, keepdim=True)                       # Σ_k A_ik G_ik
     e = -a * (g - rowdot) / (1.0 - a + eps)
     e[0] = -a[0] * g[0]                                          # a single key: no renormalisation

@@ -110,7 +110,7 @@ class ScipyMilpSolver:
         lo.append(np.ones(U))
         hi.append(np.ones(U))
         # density band at every length
-        for n, d in problem.densities.items():
+        for d in problem.densities.values():
             rows.append(sparse.hstack([sparse.csr_matrix(np.tile(d, U)[None]), sparse.csr_matrix((1, ny))]))
             lo.append(np.array([problem.lower_ratio * problem.budget * U]))
             hi.append(np.array([problem.budget * U]))
