@@ -334,3 +334,37 @@ def test_bm25_top_n_search_equals_exact_maxp():
         for f, e in zip(fast, exact):
             assert [h.unit_id for h in f] == [h.unit_id for h in e]
             assert np.allclose([h.score for h in f], [h.score for h in e])
+
+
+# -- bm25s and JAX ------------------------------------------------------------------------------
+_FAKE_JAX = """
+import json, os
+with open(os.environ["JAX_PROBE"], "w") as f:
+    json.dump({k: os.environ.get(k) for k in ("JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE")}, f)
+"""
+
+
+@pytest.mark.parametrize("user_env, seen", [
+    ({}, {"JAX_PLATFORMS": "cpu", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}),
+    ({"JAX_PLATFORMS": "cuda"}, {"JAX_PLATFORMS": "cuda", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}),
+])
+def test_bm25_index_keeps_jax_off_the_gpu(tmp_path, user_env, seen):
+    """`import bm25s` runs a jax top-k when jax is installed, which would start JAX on the GPU and
+    preallocate most of its memory; the index imports it with JAX kept on the CPU (a user's own
+    setting wins). A fake jax package records the environment it is imported under."""
+    pytest.importorskip("bm25s")
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "__init__.py").write_text(_FAKE_JAX)
+    (tmp_path / "jax" / "lax.py").write_text("def top_k(x, k):\n    return x, None\n")
+    probe = tmp_path / "probe.json"
+    code = ("from solstice.retrieval.documents import Document, make_unit\n"
+            "from solstice.retrieval.index import UnitIndex\n"
+            "units = [make_unit(str(i), [Document(str(i), t)], 2) for i, t in enumerate(['red fox', 'blue whale'])]\n"
+            "print(UnitIndex.build(units, backend='bm25').search(['whale'], k=1)[0][0].unit_id)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE")}
+    env.update(user_env, JAX_PROBE=str(probe),
+               PYTHONPATH=os.pathsep.join([str(tmp_path), os.path.join(os.path.dirname(__file__), "..", "src")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1"
+    assert json.loads(probe.read_text()) == seen

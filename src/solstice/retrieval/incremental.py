@@ -26,6 +26,7 @@ import numpy as np
 
 from solstice.core.records import atomic_write_json
 from solstice.errors import DataError, require
+from solstice.retrieval.bm25_import import bm25s_module
 
 
 @dataclass
@@ -55,7 +56,7 @@ class SegmentedBM25:
 
     # -- building ------------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        bm25s = require("bm25s", "rag", "BM25 retrieval")
+        bm25s = bm25s_module()
         out = bm25s.tokenize(list(texts), stopwords=self.stopwords, stemmer=self._stemmer,
                              return_ids=False, show_progress=False)
         return [list(t) for t in out]

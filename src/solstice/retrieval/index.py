@@ -27,6 +27,7 @@ import numpy as np
 
 from solstice.errors import ConfigError, DataError, require
 from solstice.models.tokens import TokenCounter, get_counter
+from solstice.retrieval.bm25_import import bm25s_module
 from solstice.retrieval.chunking import Chunk, chunk_texts, chunk_units
 from solstice.retrieval.documents import Unit, load_units, save_units
 from solstice.retrieval.encoders import Encoder, load_encoder
@@ -67,7 +68,7 @@ class BM25Scorer:
     @classmethod
     def build(cls, texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75, method: str = "lucene",
               stopwords: str | None = "en", stemmer: str | None = "english") -> BM25Scorer:
-        bm25s = require("bm25s", "rag", "BM25 retrieval")
+        bm25s = bm25s_module()
         opts = {"k1": k1, "b": b, "method": method, "stopwords": stopwords, "stemmer": stemmer}
         self = cls(None, opts)
         model = bm25s.BM25(k1=k1, b=b, method=method)
@@ -76,7 +77,7 @@ class BM25Scorer:
         return self
 
     def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        import bm25s
+        bm25s = bm25s_module()
 
         out = bm25s.tokenize(list(texts), stopwords=self.options.get("stopwords"), stemmer=self._stemmer,
                              return_ids=False, show_progress=False)
@@ -113,7 +114,7 @@ class BM25Scorer:
 
     @classmethod
     def load(cls, path: Path, options: Mapping[str, Any]) -> BM25Scorer:
-        bm25s = require("bm25s", "rag", "BM25 retrieval")
+        bm25s = bm25s_module()
         return cls(bm25s.BM25.load(str(path / "bm25"), show_progress=False), options)
 
 
