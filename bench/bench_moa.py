@@ -43,13 +43,15 @@ SIDES = ("dense", "static", "moa", "floor")
 def _decode(model, ids, new: int, cache):
     import torch
 
+    from solstice.models.sparse_cache import cache_kwargs
+
     with torch.no_grad():
-        out = model(input_ids=ids, cache=cache, use_cache=True)
+        out = model(input_ids=ids, **cache_kwargs(model, cache), use_cache=True)
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
         tok = out.logits[:, -1:].argmax(-1)
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(new):
-            out = model(input_ids=tok, cache=cache, use_cache=True)
+            out = model(input_ids=tok, **cache_kwargs(model, cache), use_cache=True)
             tok = out.logits[:, -1:].argmax(-1)
         return (time.perf_counter() - t0, time.process_time() - c0), cache
 
@@ -77,16 +79,18 @@ def _synthetic_decode(model, batch: int, n_ctx: int, new: int, cache, moa: bool,
     (after one untimed step). Decode cost depends on cache sizes, not on their contents."""
     import torch
 
+    from solstice.models.sparse_cache import cache_kwargs
+
     _fill(model, cache, batch, n_ctx, moa)
     tok = torch.full((batch, 1), 1000)
     with torch.no_grad():
-        out = model(input_ids=tok, cache=cache, use_cache=True)        # warm-up step
+        out = model(input_ids=tok, **cache_kwargs(model, cache), use_cache=True)        # warm-up step
         tok = out.logits[:, -1:].argmax(-1)
         if profile:
             return _profile_step(model, tok, cache), cache
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(new):
-            out = model(input_ids=tok, cache=cache, use_cache=True)
+            out = model(input_ids=tok, **cache_kwargs(model, cache), use_cache=True)
             tok = out.logits[:, -1:].argmax(-1)
         return (time.perf_counter() - t0, time.process_time() - c0), cache
 
@@ -95,8 +99,10 @@ def _profile_step(model, tok, cache) -> dict:
     """torch.profiler over one decode step: self CPU ms by op family."""
     from torch.profiler import ProfilerActivity, profile
 
+    from solstice.models.sparse_cache import cache_kwargs
+
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        model(input_ids=tok, cache=cache, use_cache=True)
+        model(input_ids=tok, **cache_kwargs(model, cache), use_cache=True)
     fam = {"weights (mm/addmm)": ("aten::mm", "aten::addmm", "aten::bmm"),
            "attention (sdpa kernels)": ("aten::_scaled_dot_product_flash_attention_for_cpu",
                                         "aten::_scaled_dot_product_attention_math", "aten::_softmax"),

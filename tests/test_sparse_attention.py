@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 
 from solstice.errors import CapabilityError, ConfigError  # noqa: E402
 from solstice.models import sparse_attention as sa  # noqa: E402
-from solstice.models.sparse_cache import PerHeadCache  # noqa: E402
+from solstice.models.sparse_cache import PerHeadCache, cache_kwargs  # noqa: E402
 from solstice.models.tiny import build_tiny  # noqa: E402
 
 
@@ -211,7 +211,7 @@ def test_per_head_cache_decode_equals_mask_simulation_over_ring_wraps(tiny):
     sa.apply_plan(model, plan, total_length=n_total)
     sim = model.generate(input_ids=ids, attention_mask=mask, **kw)
     cache = PerHeadCache(model, n_total)
-    dec = model.generate(input_ids=ids, attention_mask=mask, cache=cache, **kw)
+    dec = model.generate(input_ids=ids, attention_mask=mask, **cache_kwargs(model, cache), **kw)
     sa.apply_plan(model, plan)
     # the 64-slot ring of a 128 head wraps ≥ 2 times after the 100-token prompt
     assert (100 + 200 - 64) / 64 >= 2
@@ -269,7 +269,7 @@ def test_per_head_cache_non_contiguous_groups_and_batch_rows_equal_mask_simulati
     sa.apply_plan(model, plan, total_length=n_total)
     sim = model.generate(input_ids=ids, attention_mask=mask, **kw)
     cache = PerHeadCache(model, n_total)
-    dec = model.generate(input_ids=ids, attention_mask=mask, cache=cache, **kw)
+    dec = model.generate(input_ids=ids, attention_mask=mask, **cache_kwargs(model, cache), **kw)
     layer0 = cache.layers[0]
     assert [g[0] for g in layer0.groups] == [[0, 2], [1]]
     assert (90 - 40 + 180 - 64) / 64 >= 2                              # the 64-slot ring wraps ≥ 2 times

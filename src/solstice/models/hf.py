@@ -329,9 +329,9 @@ class HFModel(Model):
 
         sa.set_total_length(self.model, total_length)
         if self.sparse_cache and sa.current_plan(self.model) is not None:
-            from solstice.models.sparse_cache import PerHeadCache
+            from solstice.models.sparse_cache import PerHeadCache, cache_kwargs
 
-            return {"cache": PerHeadCache(self.model, total_length)}
+            return cache_kwargs(self.model, PerHeadCache(self.model, total_length))
         return {}
 
     def _eos_ids(self) -> list[int]:

@@ -8,7 +8,7 @@ the MoA mask and then compressed; each decode step writes one slot and attends o
 
     apply_plan(model, plan)
     cache = PerHeadCache(model, total_length=prompt_len + max_new_tokens)
-    model.generate(input_ids, attention_mask=..., cache=cache)
+    model.generate(input_ids, attention_mask=..., **cache_kwargs(model, cache))
 
 Memory: Σ_heads S_h · d · 2 per layer (`cache.nbytes()`), against N · d · 2 · H_kv dense.
 """
@@ -28,6 +28,16 @@ from solstice.models.sparse_attention import (
     sink_local,
     span,
 )
+
+
+def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+    """`{keyword: cache}` for `model(...)` and `model.generate(...)`: transformers renamed the Cache
+    argument from `past_key_values` to `cache` (the old name deprecated); the keyword is read from
+    the model's own `forward`, so both sides of the rename work."""
+    import inspect
+
+    params = inspect.signature(type(model).forward).parameters
+    return {"cache" if "cache" in params else "past_key_values": cache}
 
 
 class PerHeadLayer(CacheLayerMixin):
