@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +14,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["SOLSTICE_PROGRESS"] = "0"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_configure(config):
+    """The suite's reference values are CPU float32; on a machine with a GPU the model layer would
+    load `hf:` models on CUDA in bfloat16 and the two-rank tests would ask for two GPUs. So unless
+    the `gpu` marker is selected (`pytest -m gpu`: tests/test_cuda.py), CUDA is hidden from the
+    tests and from the processes they start, and the suite runs the same everywhere."""
+    expr = config.getoption("markexpr", "") or ""
+    if not re.search(r"(?<!not )\bgpu\b", expr):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

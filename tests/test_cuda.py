@@ -112,10 +112,23 @@ def test_training_step_on_cuda_equals_cpu():
 
 
 def test_flex_sparse_attention_compiles_on_cuda_and_matches_the_sdpa_path():
-    from solstice.models import sparse_attention as sa
+    import transformers as tf
 
-    model, _ = build_tiny("llama")
-    model = model.cuda()
+    from solstice.errors import CapabilityError
+    from solstice.models import sparse_attention as sa
+    from solstice.models.tiny import tiny_tokenizer
+
+    small, _ = build_tiny("llama")  # head dimension 8: below what the CUDA flex kernel accepts
+    small = small.cuda()
+    sa.apply_plan(small, sa.SparsePlan.uniform(0.0, 0.0, 2, 2, 2), backend="flex")
+    with pytest.raises(CapabilityError, match="head dimension"), torch.no_grad():
+        small(input_ids=torch.ones((1, 8), dtype=torch.long, device="cuda"))
+    tok = tiny_tokenizer()
+    cfg = tf.LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = tf.LlamaForCausalLM(cfg).eval().cuda()  # head dimension 16
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 250, (2, 160), generator=g).cuda()
     mask = torch.ones_like(ids)

@@ -25,6 +25,8 @@ DATA = "bigcodebench/BigCodeBench-v0.1.0_hf.jsonl.gz"
 def tasks():
     from solstice.papers.bigcodebench.tasks import load_tasks
 
+    if shared_data() is None:
+        pytest.skip("SOLSTICE_DATA is not set to the papers' data")
     return load_tasks(shared_data() / DATA)
 
 

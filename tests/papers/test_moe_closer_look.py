@@ -27,6 +27,7 @@ def test_sentences_skip_headings_and_keep_the_first_article():
     assert not any(x.lstrip().startswith("=") for x in s)
 
 
+@needs_data  # the run reads its sentences before it looks at the model
 def test_dense_model_without_upcycling_is_one_line_exit_2(tmp_path):
     r = solstice("run", "moe_closer_look", "--model", "tiny:llama", "--set", "upcycle=false", "--out", str(tmp_path))
     assert r.returncode == 2, r.stderr

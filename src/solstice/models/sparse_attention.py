@@ -314,6 +314,9 @@ def _flex_attention(module: Any, query: Any, key: Any, value: Any, attention_mas
     bm = create_block_mask(mask_mod, b, h, q, kv, device=str(query.device))
     fn = flex_attention
     if query.device.type == "cuda":  # compiled kernels on GPU; on CPU inductor fails to build them
+        if query.shape[-1] < 16:
+            raise CapabilityError(f"the flex backend on CUDA needs a head dimension of at least 16 (this model's "
+                                  f"is {query.shape[-1]}); use the sdpa backend")
         fn = _FLEX.setdefault("cuda", torch.compile(flex_attention, dynamic=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the eager-fallback notice on CPU
