@@ -293,3 +293,31 @@ def test_a_sample_cannot_forge_its_verdict_and_zero_tests_is_an_error():
     assert "before the tests finished" in res["forge"].details["ALL"]
     assert res["empty"].status == "error" and "0 tests" in res["empty"].details["ALL"]
     assert res["ok"].status == "pass"
+
+
+def test_two_live_pools_never_share_a_job_uid():
+    """RLIMIT_NPROC counts a uid's processes host-wide: if two pools (two runs, two shards) ran
+    jobs under the same uid, one job holding threads would starve the other's. Pool `a` holds 40
+    threads while pool `b`'s job starts 20, each under a 48-process limit."""
+    import threading
+
+    from solstice.sandbox import Job, SandboxConfig, SandboxPool
+
+    if os.geteuid() != 0:
+        pytest.skip("jobs change uid only when the harness runs as root")
+    hold = ("import threading, time\ndef f():\n    ev = threading.Event()\n"
+            "    ts = [threading.Thread(target=ev.wait, args=(8,)) for _ in range(N)]\n"
+            "    for t in ts:\n        t.start()\n    time.sleep(S)\n    ev.set()\n")
+    cfg = SandboxConfig(workers=1, timeout=20, preload=(), max_processes=48)
+    with SandboxPool(cfg) as a, SandboxPool(cfg) as b:
+        assert a.isolation.get("user", "").startswith("uid"), a.isolation
+        assert abs(a.uid_base - b.uid_base) >= cfg.workers
+        got: dict[str, object] = {}
+        job_a = Job("a", hold.replace("N", "40").replace("S", "5") + TEST)
+        t = threading.Thread(target=lambda: got.update(a=a.run_all([job_a])))
+        t.start()
+        time.sleep(2.0)  # a's 40 threads are up
+        rb = b.run_all([Job("b", hold.replace("N", "20").replace("S", "0.5") + TEST)])["b"]
+        t.join()
+    assert got["a"]["a"].status == "pass", got["a"]["a"].details
+    assert rb.status == "pass", rb.details

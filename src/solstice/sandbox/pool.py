@@ -66,8 +66,8 @@ class SandboxConfig:
     cgroup: bool = True  # a cgroup v2 memory limit per job where the host delegates one
     strict: bool = False  # refuse to run (CapabilityError) below full isolation
     restrict_reads: bool = True  # Landlock: reads only below system and Python directories
-    drop_privileges: bool = True  # as root: run jobs as an unprivileged uid (uid_base + slot)
-    uid_base: int = 62000
+    drop_privileges: bool = True  # as root: run jobs as an unprivileged uid (a claimed block + slot)
+    uid_base: int = 62000  # first uid of the first block (blocks of UID_BLOCK uids, one per live pool)
     read_paths: tuple[str, ...] = ()  # extra readable directories (e.g. NLTK data)
     pass_env: tuple[str, ...] = ("NLTK_DATA",)  # harness variables a job may see
     grace_s: float = 15.0  # extra time before a silent worker is declared hung
@@ -148,7 +148,7 @@ class _Worker:
             "slot": self.slot, "slot_dir": self.slot_dir, "preload": list(cfg.preload), "memory_mb": cfg.memory_mb,
             "file_size_mb": cfg.file_size_mb, "tmp_size_mb": cfg.tmp_size_mb, "max_processes": cfg.max_processes,
             "network_namespace": cfg.network_namespace, "private_tmp": cfg.private_tmp, "landlock": cfg.landlock,
-            "restrict_reads": cfg.restrict_reads, "drop_privileges": cfg.drop_privileges, "uid_base": cfg.uid_base,
+            "restrict_reads": cfg.restrict_reads, "drop_privileges": cfg.drop_privileges, "uid_base": self.pool.uid_base,
             "read_paths": read_paths, "child_env": child_env, "seccomp": cfg.seccomp, "cgroup": cfg.cgroup,
         })
         self.proc.stdin.flush()
@@ -202,7 +202,10 @@ class SandboxPool:
         os.chmod(self.base_dir, 0o711)
         _protect_harness()
         self.workers: list[_Worker] = []
+        self.uid_base, self._uid_lock = self.config.uid_base, None
         try:
+            if self.config.drop_privileges and os.geteuid() == 0:
+                self.uid_base, self._uid_lock = claim_uid_block(self.config.uid_base, self.config.workers)
             for i in range(self.config.workers):
                 self.workers.append(_Worker(self, i))
         except BaseException:
@@ -315,6 +318,9 @@ class SandboxPool:
             except OSError:
                 pass
         self.workers = []
+        if self._uid_lock is not None:
+            self._uid_lock.close()  # releases the uid block
+            self._uid_lock = None
         if self._own_base:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
@@ -323,6 +329,34 @@ class SandboxPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+UID_BLOCK = 64  # uids per pool: the most workers one pool may have when it drops privileges
+UID_BLOCKS = 55  # blocks tried above uid_base (62000 + 55 x 64 stays below 65534, the top of a 16-bit uid map)
+
+
+def claim_uid_block(base: int, workers: int) -> tuple[int, Any]:
+    """The first uid of a block of UID_BLOCK uids from `base` that no other live pool on this host
+    holds, and the open lock file that holds it (released when closed, or when the process dies).
+    Jobs of two pools must never share a uid: RLIMIT_NPROC counts a uid's processes host-wide (a
+    fork bomb in one run would starve the jobs of another, e.g. two shards of one evaluation) and
+    processes of one uid may signal one another."""
+    import fcntl
+
+    if workers > UID_BLOCK:
+        raise ConfigError(f"a sandbox pool that drops privileges has at most {UID_BLOCK} workers (asked for {workers})")
+    locks = Path(tempfile.gettempdir()) / "solstice-sandbox-uids"
+    locks.mkdir(mode=0o755, exist_ok=True)
+    for i in range(UID_BLOCKS):
+        start = base + i * UID_BLOCK
+        f = open(locks / f"{start}.lock", "a")  # noqa: SIM115 - held open for the pool's life
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        return start, f
+    raise BackendError(f"no free block of sandbox uids above {base}: {UID_BLOCKS} pools are running on this host")
 
 
 def _protect_harness() -> None:
