@@ -360,7 +360,7 @@ def test_bm25_index_keeps_jax_off_the_gpu(tmp_path, user_env, seen):
     code = ("from solstice.retrieval.documents import Document, make_unit\n"
             "from solstice.retrieval.index import UnitIndex\n"
             "units = [make_unit(str(i), [Document(str(i), t)], 2) for i, t in enumerate(['red fox', 'blue whale'])]\n"
-            "print(UnitIndex.build(units, backend='bm25').search(['whale'], k=1)[0][0].unit_id)\n")
+            "print(UnitIndex.build(units, backend='bm25', counter='words').search(['whale'], k=1)[0][0].unit_id)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE")}
     env.update(user_env, JAX_PROBE=str(probe),
                PYTHONPATH=os.pathsep.join([str(tmp_path), os.path.join(os.path.dirname(__file__), "..", "src")]))
