@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from solstice.models.base import CAP_WHITEBOX, Model, ModelWrapper, Prompt
+from solstice.models.kv import cache_kwargs, output_cache
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,8 @@ class SharedPrefixModel(ModelWrapper):
         with torch.no_grad():
             out = self.inner.model(input_ids=torch.tensor([list(prefix)], device=self.inner.device), use_cache=True)
         self.prefix_tokens_read += len(prefix)
-        self._prefix = (prefix, out.past_key_values)
-        return out.past_key_values
+        self._prefix = (prefix, output_cache(out))
+        return self._prefix[1]
 
     def _batches(self, lengths: list[int], p: int) -> list[list[int]]:
         """Longest first; batch_size rows at most and (prefix + width) x rows <= max_batch_tokens."""
@@ -177,7 +178,7 @@ class SharedPrefixModel(ModelWrapper):
                 c = copy.deepcopy(cache)
                 if b > 1:
                     c.batch_repeat_interleave(b)
-                kw.update(past_key_values=c, use_cache=True)
+                kw.update(cache_kwargs(self.inner.model, c), use_cache=True)
             with torch.no_grad():
                 logits = self.inner.model(**kw).logits[:, -keep:]
             lp = torch.log_softmax(logits.float(), dim=-1)

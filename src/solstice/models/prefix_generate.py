@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from solstice.models.base import Completion, GenParams, Model, Prompt
+from solstice.models.kv import cache_kwargs, output_cache
 from solstice.models.prefix import common_prefix_len
 
 
@@ -50,7 +51,8 @@ def generate_common_prefix(model: Model, prompts: Sequence[Prompt], params: GenP
     torch = m.torch
     dev = m.device
     with torch.no_grad():
-        base = m.model(input_ids=torch.tensor([enc[0][:p]], device=dev), use_cache=True).past_key_values
+        base = m.model(input_ids=torch.tensor([enc[0][:p]], device=dev), use_cache=True)
+        base = output_cache(base)
     stats = PrefixStats(prefix_tokens=p, full_tokens=full, shared=True)
     out: list[list[Completion]] = []
     for e in enc:
@@ -58,9 +60,9 @@ def generate_common_prefix(model: Model, prompts: Sequence[Prompt], params: GenP
         tail = e[p:-1]
         if tail:
             with torch.no_grad():
-                res = m.model(input_ids=torch.tensor([tail], device=dev), past_key_values=cache, use_cache=True,
+                res = m.model(input_ids=torch.tensor([tail], device=dev), **cache_kwargs(m.model, cache), use_cache=True,
                               position_ids=torch.arange(p, p + len(tail), device=dev)[None, :])
-            cache = res.past_key_values
+            cache = output_cache(res)
         stats.tail_tokens += len(e) - p
         ids = torch.tensor([e], device=dev)
         out += generate_from(m, Prefix(ids, torch.ones_like(ids), cache), params)

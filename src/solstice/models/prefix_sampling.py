@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from solstice.models.base import Completion, GenParams, Model, Prompt
+from solstice.models.kv import cache_kwargs, output_cache
 
 
 @dataclass
@@ -59,7 +60,7 @@ def prefill(model: Any, prompts: Sequence[Prompt] | None = None, *, token_ids: S
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         res = model.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True)
-    return Prefix(ids, mask, res.past_key_values)
+    return Prefix(ids, mask, output_cache(res))
 
 
 def generate_from(model: Any, pre: Prefix, params: GenParams, *, seed_offset: int = 0) -> list[list[Completion]]:
@@ -93,7 +94,7 @@ def generate_from(model: Any, pre: Prefix, params: GenParams, *, seed_offset: in
     stops = [x for x in p.stop if x]
     for _ in range(p.max_new_tokens):
         with torch.no_grad():
-            logits = model.model(input_ids=cur, attention_mask=attn, position_ids=pos, past_key_values=cache,
+            logits = model.model(input_ids=cur, attention_mask=attn, position_ids=pos, **cache_kwargs(model.model, cache),
                                  use_cache=True).logits[:, -1].float()
         if p.greedy:
             logp = torch.log_softmax(logits, dim=-1)
@@ -144,7 +145,7 @@ def _generate_hf(model: Any, pre: Prefix, params: GenParams, seed_offset: int) -
     if not p.greedy:
         torch.manual_seed((p.seed if p.seed is not None else 0) * 100003 + seed_offset)
     with torch.no_grad():
-        res = model.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+        res = model.model.generate(input_ids=ids, attention_mask=mask, **cache_kwargs(model.model, cache),
                                    generation_config=gcfg, tokenizer=model.tokenizer)
     new = res.sequences[:, ids.shape[1]:]
     lps = None
@@ -174,7 +175,7 @@ def continuation_states(model: Any, pre: Prefix, token_ids: Sequence[list[int]])
     pos = start + torch.arange(width, device=cont.device)[None, :]
     full_mask = torch.cat([pre.mask[:, :-1], cmask], dim=1)
     with torch.no_grad():
-        hs = model.model(input_ids=cont, attention_mask=full_mask, position_ids=pos, past_key_values=pre.cache,
+        hs = model.model(input_ids=cont, attention_mask=full_mask, position_ids=pos, **cache_kwargs(model.model, pre.cache),
                          use_cache=True, output_hidden_states=True).hidden_states
     stack = torch.stack(hs, dim=1).float().cpu()  # [B, L+1, W, d]
     return [stack[r, :, : 1 + len(t)] for r, t in enumerate(token_ids)]

@@ -13,7 +13,7 @@ h // n_rep (the contiguous grouping of transformers' `repeat_kv`).
     plan = SparsePlan.load("plan.json", num_layers=L, num_heads=H, num_kv_heads=Hkv)
     apply_plan(model, plan, backend="sdpa" | "flex", total_length=None)   # any HF causal LM
     cache = PerHeadCache(model, total_length=N)   # sink + ring buffer per KV head, for generate
-    model.generate(..., past_key_values=cache)
+    model.generate(..., **cache_kwargs(model, cache))
 
 Backends registered through `transformers.AttentionInterface`: `moa_sdpa` (CPU reference: SDPA
 with per-head boolean masks, queries chunked) and `moa_flex` (FlexAttention `create_block_mask`

@@ -21,6 +21,7 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from solstice.errors import BackendError, ConfigError
+from solstice.models.kv import cache_kwargs  # noqa: F401  (re-exported: generate(**cache_kwargs(model, cache)))
 from solstice.models.sparse_attention import (
     attention_modules,
     bind_cache_layer,
@@ -28,16 +29,6 @@ from solstice.models.sparse_attention import (
     sink_local,
     span,
 )
-
-
-def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
-    """`{keyword: cache}` for `model(...)` and `model.generate(...)`: transformers renamed the Cache
-    argument from `past_key_values` to `cache` (the old name deprecated); the keyword is read from
-    the model's own `forward`, so both sides of the rename work."""
-    import inspect
-
-    params = inspect.signature(type(model).forward).parameters
-    return {"cache" if "cache" in params else "past_key_values": cache}
 
 
 class PerHeadLayer(CacheLayerMixin):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from solstice.errors import ConfigError
+from solstice.models.kv import cache_kwargs, output_cache
 from solstice.training.data import split_ids
 
 
@@ -100,7 +101,7 @@ def _score_block(model: Any, ctxs: list[list[int]], conts: list[list[list[int]]]
     if k == 1:
         return res
     # the remaining label tokens of all B*L continuations in one pass over the repeated cache
-    cache = out.past_key_values
+    cache = output_cache(out)
     cache.batch_repeat_interleave(L)
     inp = torch.full((B * L, k - 1), pad, dtype=torch.long)
     cmask = torch.zeros((B * L, k - 1), dtype=torch.long)
@@ -113,7 +114,7 @@ def _score_block(model: Any, ctxs: list[list[int]], conts: list[list[list[int]]]
     inp, cmask = inp.to(device), cmask.to(device)
     full_mask = torch.cat([mask.repeat_interleave(L, 0), cmask], dim=1)
     cpos = pos[:, -1:].repeat_interleave(L, 0) + 1 + torch.arange(k - 1, device=device)[None]
-    logits = model(input_ids=inp, attention_mask=full_mask, position_ids=cpos, past_key_values=cache,
+    logits = model(input_ids=inp, attention_mask=full_mask, position_ids=cpos, **cache_kwargs(model, cache),
                    use_cache=True).logits
     lp = torch.log_softmax(logits.float(), dim=-1)
     for r in range(B):
