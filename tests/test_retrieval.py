@@ -363,7 +363,8 @@ def test_bm25_index_keeps_jax_off_the_gpu(tmp_path, user_env, seen):
             "print(UnitIndex.build(units, backend='bm25', counter='words').search(['whale'], k=1)[0][0].unit_id)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE")}
     env.update(user_env, JAX_PROBE=str(probe),
-               PYTHONPATH=os.pathsep.join([str(tmp_path), os.path.join(os.path.dirname(__file__), "..", "src")]))
+               PYTHONPATH=os.pathsep.join([str(tmp_path), os.path.join(os.path.dirname(__file__), "..", "src"),
+                                           os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "1"
