@@ -19,7 +19,7 @@ from solstice.core.types import MetricValue
 from solstice.judge.base import Verdict
 from solstice.metrics import proportion_metric
 from solstice.metrics.agreement import agreement
-from solstice.metrics.stats import paired_metric
+from solstice.metrics.classification import auroc_metric
 from solstice.report.plots import pyplot, save_figure
 
 
@@ -28,12 +28,6 @@ def record(v: Verdict) -> dict[str, Any]:
     p = v.probs.get("correct") if v.probs else None
     return {"value": v.value if v.parsed else None, "parsed": bool(v.parsed), "confident": bool(v.confident),
             "raw": (v.raw or "")[:200], "p_correct": p}
-
-
-def _auroc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else math.nan
 
 
 def verdict_metrics(records: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]], prefix: str, *,
@@ -56,8 +50,8 @@ def verdict_metrics(records: Sequence[Mapping[str, Any]], items: Sequence[Mappin
         probs = [(r.get("p_correct"), lab) for r, lab in zip(records, labels) if r.get("p_correct") is not None]
         if len(probs) >= 2:
             s, y = zip(*probs)
-            m[f"{prefix}auroc"] = paired_metric([float(b) for b in y], list(s), lambda a, b: _auroc(a, b),
-                                                note="AUROC of P(correct) against the true label (threshold-free)")
+            m[f"{prefix}auroc"] = auroc_metric([float(b) for b in y], [float(x) for x in s], n_resamples=n_resamples,
+                                               note="AUROC of P(correct) against the true label (threshold-free)")
     return m
 
 
