@@ -43,11 +43,11 @@ SIDES = ("dense", "static", "moa", "floor")
 def _decode(model, ids, new: int, cache):
     import torch
 
-    from solstice.models.sparse_cache import cache_kwargs
+    from solstice.models.kv import cache_kwargs, output_cache
 
     with torch.no_grad():
         out = model(input_ids=ids, **cache_kwargs(model, cache), use_cache=True)
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        cache = output_cache(out)
         tok = out.logits[:, -1:].argmax(-1)
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(new):
@@ -79,7 +79,7 @@ def _synthetic_decode(model, batch: int, n_ctx: int, new: int, cache, moa: bool,
     (after one untimed step). Decode cost depends on cache sizes, not on their contents."""
     import torch
 
-    from solstice.models.sparse_cache import cache_kwargs
+    from solstice.models.kv import cache_kwargs
 
     _fill(model, cache, batch, n_ctx, moa)
     tok = torch.full((batch, 1), 1000)
@@ -99,7 +99,7 @@ def _profile_step(model, tok, cache) -> dict:
     """torch.profiler over one decode step: self CPU ms by op family."""
     from torch.profiler import ProfilerActivity, profile
 
-    from solstice.models.sparse_cache import cache_kwargs
+    from solstice.models.kv import cache_kwargs
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         model(input_ids=tok, **cache_kwargs(model, cache), use_cache=True)

@@ -13,7 +13,8 @@ pytest.importorskip("transformers")
 
 from solstice.errors import CapabilityError, ConfigError  # noqa: E402
 from solstice.models import sparse_attention as sa  # noqa: E402
-from solstice.models.sparse_cache import PerHeadCache, cache_kwargs  # noqa: E402
+from solstice.models.kv import cache_kwargs  # noqa: E402
+from solstice.models.sparse_cache import PerHeadCache  # noqa: E402
 from solstice.models.tiny import build_tiny  # noqa: E402
 
 

@@ -329,7 +329,8 @@ class HFModel(Model):
 
         sa.set_total_length(self.model, total_length)
         if self.sparse_cache and sa.current_plan(self.model) is not None:
-            from solstice.models.sparse_cache import PerHeadCache, cache_kwargs
+            from solstice.models.kv import cache_kwargs
+            from solstice.models.sparse_cache import PerHeadCache
 
             return cache_kwargs(self.model, PerHeadCache(self.model, total_length))
         return {}

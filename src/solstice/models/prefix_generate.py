@@ -51,8 +51,7 @@ def generate_common_prefix(model: Model, prompts: Sequence[Prompt], params: GenP
     torch = m.torch
     dev = m.device
     with torch.no_grad():
-        base = m.model(input_ids=torch.tensor([enc[0][:p]], device=dev), use_cache=True)
-        base = output_cache(base)
+        base = output_cache(m.model(input_ids=torch.tensor([enc[0][:p]], device=dev), use_cache=True))
     stats = PrefixStats(prefix_tokens=p, full_tokens=full, shared=True)
     out: list[list[Completion]] = []
     for e in enc:

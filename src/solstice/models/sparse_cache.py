@@ -8,7 +8,7 @@ the MoA mask and then compressed; each decode step writes one slot and attends o
 
     apply_plan(model, plan)
     cache = PerHeadCache(model, total_length=prompt_len + max_new_tokens)
-    model.generate(input_ids, attention_mask=..., **cache_kwargs(model, cache))
+    model.generate(input_ids, attention_mask=..., **cache_kwargs(model, cache))   # solstice.models.kv
 
 Memory: Σ_heads S_h · d · 2 per layer (`cache.nbytes()`), against N · d · 2 · H_kv dense.
 """
@@ -21,7 +21,6 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from solstice.errors import BackendError, ConfigError
-from solstice.models.kv import cache_kwargs  # noqa: F401  (re-exported: generate(**cache_kwargs(model, cache)))
 from solstice.models.sparse_attention import (
     attention_modules,
     bind_cache_layer,

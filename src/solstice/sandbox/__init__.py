@@ -6,8 +6,8 @@ from a per-worker zygote that preloaded heavy libraries once, and yields results
 allows: a private /tmp, /var/tmp, /dev/shm in its own mount namespace (paths the interpreter needs
 below them bind-mounted back read-only), a private network namespace, an unprivileged uid when
 the harness runs as root (one per worker, from a block of uids no other live pool on the host
-holds, so RLIMIT_NPROC and signals never cross runs; else a user namespace), Landlock filesystem / TCP / signal rules, a
-seccomp filter (Unix and, without a network namespace, inet sockets; signals to the harness;
+holds, so RLIMIT_NPROC and signals never cross runs; else a user namespace), Landlock
+filesystem / TCP / signal rules, a seccomp filter (Unix and, without a network namespace, inet sockets; signals to the harness;
 ptrace; io_uring), a per-job cgroup v2 memory limit where delegated (else RLIMIT_AS per process
 plus a polled bound on the job's whole process tree), RLIMIT_NPROC / FSIZE, a wall-clock limit with
 the whole process tree killed, a scrubbed environment, a non-dumpable harness, an audit hook as a
